@@ -1,0 +1,68 @@
+"""The Longview loop as one Airflow DAG: ingest -> features -> train -> promote.
+
+Thin on purpose: each task calls the same step function as the CLI and dvc.yaml, and imports it
+inside the task so parsing this file stays fast. Paths and URIs come from the settings
+(LONGVIEW_HOME and friends in the environment of the Airflow components).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, dag, task
+
+EVENTS = Asset("longview://events")
+FEATURES = Asset("longview://features")
+CHALLENGER = Asset("longview://models/longview-recommender@challenger")
+CHAMPION = Asset("longview://models/longview-recommender@champion")
+
+
+@dag(
+    dag_id="longview_loop",
+    schedule=None,
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=20)},
+    tags=["longview"],
+    doc_md=__doc__,
+)
+def longview_loop() -> None:
+    @task(outlets=[EVENTS], execution_timeout=timedelta(minutes=30), retries=0)
+    def ingest() -> list[dict]:
+        """Validate every file in the landing folder; a rejected batch fails the task (rows kept in quarantine)."""
+        from longview.pipeline import ingest_landing
+        from longview.settings import get_settings
+
+        summaries = ingest_landing(get_settings())
+        for summary in summaries:
+            print(f"{summary['file']}: {summary['accepted']} accepted, {summary['quarantined']} quarantined; "
+                  f"report {summary['report']}; Data Docs {summary['data_docs']}")
+        return summaries
+
+    @task(outlets=[FEATURES], execution_timeout=timedelta(minutes=30))
+    def features() -> dict:
+        from longview.pipeline import build_features
+        from longview.settings import get_settings
+
+        return asdict(build_features(get_settings()))
+
+    @task(outlets=[CHALLENGER], execution_timeout=timedelta(hours=2))
+    def train() -> dict:
+        from longview.pipeline import train as train_step
+        from longview.settings import get_settings
+
+        return asdict(train_step(get_settings()))
+
+    @task(outlets=[CHAMPION], execution_timeout=timedelta(minutes=30))
+    def promote() -> dict:
+        from longview.pipeline import promote as promote_step
+        from longview.settings import get_settings
+
+        return asdict(promote_step(get_settings()))
+
+    ingest() >> features() >> train() >> promote()
+
+
+longview_loop()

@@ -1,0 +1,171 @@
+"""The `longview` command: one sub-command per step of the loop, plus the demo and the UIs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from longview.settings import get_settings
+
+app = typer.Typer(help="Longview: a recommender platform that optimises long-term engagement.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+UI_PORTS = {"mlflow": 5000, "airflow": 8080, "service": 3000, "feast": 8888}
+
+
+@app.callback()
+def main(home: Annotated[Path | None, typer.Option(help="data home (default: $LONGVIEW_HOME or ./.longview)")] = None) -> None:
+    if home is not None:
+        os.environ["LONGVIEW_HOME"] = str(home.resolve())
+
+
+def _print_json(result: object) -> None:
+    payload = asdict(result) if is_dataclass(result) else result
+    typer.echo(json.dumps(payload, default=str))
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path | None, typer.Option(help="folder to write to (default: the landing folder)")] = None,
+    batches: Annotated[int, typer.Option(min=1, max=100)] = 2,
+) -> None:
+    """Write the synthetic catalogue and event batches (deterministic with the seed setting)."""
+    from longview.pipeline import generate_synthetic
+
+    paths = generate_synthetic(get_settings(), out, batches)
+    _print_json({"written": [str(p) for p in paths]})
+
+
+@app.command("ingest")
+def ingest_cmd(
+    path: Annotated[Path | None, typer.Argument(help="a CSV or parquet file; none: every file in the landing folder")] = None,
+    table: Annotated[str, typer.Option(help="events or items")] = "events",
+) -> None:
+    """Validate a batch with Great Expectations: good rows to the store, bad rows to quarantine.
+
+    The last line of output is a JSON summary with received, accepted, quarantined and report."""
+    from longview.ingestion import BatchRejected, ingest
+    from longview.pipeline import ingest_landing
+
+    settings = get_settings()
+    try:
+        if path is None:
+            for summary in ingest_landing(settings):
+                _print_json(summary)
+            return
+        result = ingest(settings, path, table)
+    except FileNotFoundError as exc:
+        _fail(str(exc), 2)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    except BatchRejected as exc:
+        typer.echo(f"error: {exc}", err=True)
+        _print_json(exc.result.summary())
+        raise typer.Exit(1)
+    _print_json(result.summary())
+
+
+@app.command()
+def features() -> None:
+    """Build the user and item feature tables, `feast apply` the repo and materialise online."""
+    from longview.pipeline import build_features
+
+    _run_step(lambda s: build_features(s))
+
+
+@app.command()
+def train(epochs: Annotated[int | None, typer.Option(min=0, help="override the epochs setting")] = None) -> None:
+    """Train on a point-in-time training set, evaluate beside popularity, register as @challenger."""
+    from longview.pipeline import train as train_step
+
+    _run_step(lambda s: train_step(s, epochs))
+
+
+@app.command()
+def promote() -> None:
+    """Move @champion to @challenger if it is at least as good on the same holdout."""
+    from longview.pipeline import promote as promote_step
+
+    _run_step(promote_step)
+
+
+def _run_step(step) -> None:
+    try:
+        _print_json(step(get_settings()))
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def run(epochs: Annotated[int | None, typer.Option(min=0)] = None) -> None:
+    """The batch loop on what is in the landing folder: ingest, features, train, promote."""
+    from longview import pipeline
+
+    settings = get_settings()
+    for summary in pipeline.ingest_landing(settings):
+        _print_json(summary)
+    _print_json(pipeline.build_features(settings))
+    _print_json(pipeline.train(settings, epochs))
+    _print_json(pipeline.promote(settings))
+
+
+@app.command()
+def serve(port: Annotated[int, typer.Option(min=1, max=65535)] = UI_PORTS["service"]) -> None:
+    """Serve the @champion model over HTTP on 127.0.0.1 (Swagger UI at the root URL)."""
+    from longview.service_process import bentoml_command, service_env
+
+    settings = get_settings()
+    os.chdir(settings.project_root)
+    os.execve(bentoml_command(port)[0], bentoml_command(port), service_env(settings))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def airflow(ctx: typer.Context) -> None:
+    """Run any airflow command on this data home (e.g. `longview airflow standalone`)."""
+    settings = get_settings()
+    env = {**os.environ, **settings.airflow_env()}
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    binary = str(Path(sys.executable).with_name("airflow"))
+    raise typer.Exit(subprocess.call([binary, *ctx.args], env=env))
+
+
+@app.command()
+def ui(name: Annotated[str, typer.Argument(help="mlflow, airflow, feast or service")]) -> None:
+    """Open one of the UIs on this data home, on 127.0.0.1 and its default port."""
+    settings = get_settings()
+    bindir = Path(sys.executable).parent
+    if name == "service":
+        serve(UI_PORTS["service"])
+    elif name == "airflow":
+        env = {**os.environ, **settings.airflow_env(), "AIRFLOW__API__PORT": str(UI_PORTS["airflow"])}
+        raise typer.Exit(subprocess.call([str(bindir / "airflow"), "standalone"], env=env))
+    elif name == "mlflow":
+        raise typer.Exit(subprocess.call([
+            str(bindir / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri, "--host", "127.0.0.1",
+            "--port", str(UI_PORTS["mlflow"]), "--workers", "1"], env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}))
+    elif name == "feast":
+        env = {**os.environ, "LONGVIEW_HOME": str(settings.home)}
+        raise typer.Exit(subprocess.call([str(bindir / "feast"), "-c", str(settings.feature_repo_dir), "ui",
+                                          "-h", "127.0.0.1", "-p", str(UI_PORTS["feast"])], env=env))
+    else:
+        _fail(f"unknown UI {name!r}: choose mlflow, airflow, feast or service", 2)
+
+
+@app.command()
+def demo(epochs: Annotated[int | None, typer.Option(min=0)] = None) -> None:
+    """Generate data, run the whole loop, serve the champion and query it over HTTP."""
+    from longview.demo import run_demo
+
+    run_demo(get_settings(), epochs)

@@ -1,0 +1,223 @@
+"""Ingestion: validate a batch with Great Expectations, append good rows, quarantine the rest with reasons.
+
+Every received row ends in exactly one place: the event store (accepted) or quarantine (with the
+failed expectation named), so ``received == accepted + quarantined`` always holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from longview.settings import Settings
+from longview.store import load_catalogue, load_events
+from longview.validation import validate_frame
+
+EVENT_REQUIRED = ["event_id", "user_id", "item_id", "event_type", "timestamp"]
+EVENT_OPTIONAL = ["value", "session_id"]
+ITEM_REQUIRED = ["item_id", "title"]
+ITEM_OPTIONAL = ["genres", "text", "release_time"]
+
+
+class BatchRejected(Exception):
+    """The batch failed as a whole; all of it was kept in quarantine."""
+
+    def __init__(self, message: str, result: "IngestResult") -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class IngestResult:
+    received: int
+    accepted: int
+    quarantined: int
+    report: str | None
+    batch_id: str
+    table: str
+    data_docs: str | None = None
+    message: str = ""
+
+    def summary(self) -> dict:
+        return asdict(self)
+
+
+def _batch_id(path: Path) -> str:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{digest}"
+
+
+def read_raw(path: Path) -> pd.DataFrame:
+    """Read a CSV or parquet file with every value as text (or None) so GX sees what arrived."""
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        return pd.DataFrame()
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+        out = pd.DataFrame(index=frame.index)
+        for col in frame.columns:
+            s = frame[col]
+            if pd.api.types.is_datetime64_any_dtype(s):
+                text = s.map(lambda v: v.isoformat() if pd.notna(v) else None)
+            else:
+                text = s.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+            out[str(col)] = text.astype(object)
+        return out
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", on_bad_lines="error")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame.replace({"": None}).astype(object)
+
+
+def _parse_time(text: pd.Series) -> pd.Series:
+    """ISO-8601 strings or Unix seconds to UTC; anything else to NaT."""
+    numeric = pd.to_numeric(text, errors="coerce")
+    is_epoch = text.notna() & text.astype(str).str.fullmatch(r"\d{9,10}(\.\d+)?")
+    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    out[is_epoch] = pd.to_datetime(numeric[is_epoch], unit="s", utc=True)
+    rest = text.notna() & ~is_epoch
+    if rest.any():
+        out[rest] = pd.to_datetime(text[rest], utc=True, errors="coerce", format="ISO8601")
+    return out
+
+
+def prepare_events(raw: pd.DataFrame) -> pd.DataFrame:
+    """The frame GX validates: the raw text columns plus parsed ones the range checks need."""
+    frame = raw.copy()
+    for col in EVENT_OPTIONAL:
+        if col not in frame:
+            frame[col] = None
+    if "timestamp" in frame:
+        times = _parse_time(frame["timestamp"])
+        frame["event_epoch"] = (times.astype("int64") / 1e9).where(times.notna())
+    value = pd.to_numeric(frame["value"], errors="coerce")
+    event_type = frame["event_type"] if "event_type" in frame else pd.Series(None, index=frame.index)
+    frame["dwell_seconds"] = value.where(event_type == "view")
+    frame["rating"] = value.where(event_type == "rating")
+    return frame
+
+
+def canonical_events(frame: pd.DataFrame) -> pd.DataFrame:
+    """Typed event rows for the store (only ever called on accepted rows)."""
+    return pd.DataFrame({
+        "event_id": frame["event_id"].astype(str),
+        "user_id": frame["user_id"].astype(str),
+        "item_id": frame["item_id"].astype(str),
+        "event_type": frame["event_type"].astype(str),
+        "timestamp": pd.to_datetime(frame["event_epoch"].astype(float), unit="s", utc=True),
+        "value": pd.to_numeric(frame["value"], errors="coerce").astype(float),
+        "session_id": frame["session_id"].astype(object),
+    })
+
+
+def canonical_items(frame: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame({"item_id": frame["item_id"].astype(str), "title": frame["title"].astype(str)})
+    out["genres"] = frame["genres"].fillna("") if "genres" in frame else ""
+    out["text"] = frame["text"].fillna(out["title"]) if "text" in frame else out["title"]
+    release = _parse_time(frame["release_time"]) if "release_time" in frame else pd.NaT
+    out["release_time"] = release
+    return out
+
+
+def _quarantine(settings: Settings, table: str, batch_id: str, raw: pd.DataFrame, reasons: pd.Series) -> Path:
+    settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.quarantine_dir / f"{table}-{batch_id}.parquet"
+    rows = raw.astype(object).where(raw.notna(), None).copy()
+    rows["reason"] = reasons.astype(str)
+    rows["batch_id"] = batch_id
+    rows.to_parquet(path, index=False)
+    return path
+
+
+def _parameters(settings: Settings, table: str) -> dict:
+    if table != "events":
+        return {}
+    now = datetime.now(timezone.utc).timestamp()
+    catalogue = load_catalogue(settings)
+    return {
+        "earliest_epoch": pd.Timestamp(settings.earliest_event, tz="UTC").timestamp(),
+        "latest_epoch": now + settings.future_tolerance_hours * 3600,
+        "dwell_cap_seconds": settings.dwell_cap_seconds,
+        "rating_min": settings.rating_min,
+        "rating_max": settings.rating_max,
+        "known_items": None if catalogue.empty else sorted(catalogue["item_id"]),
+    }
+
+
+def ingest(settings: Settings, path: Path, table: str = "events") -> IngestResult:
+    """Validate one file and route each row. Raises BatchRejected when the batch fails as a whole."""
+    if table not in ("events", "items"):
+        raise ValueError(f"unknown table {table!r}: expected 'events' or 'items'")
+    path = Path(path)
+    settings.ensure_dirs()
+    try:
+        raw = read_raw(path)
+    except FileNotFoundError:
+        raise
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        batch_id = _batch_id(path)
+        kept = settings.quarantine_dir / f"{table}-{batch_id}.unreadable{path.suffix}"
+        shutil.copyfile(path, kept)
+        result = IngestResult(0, 0, 0, None, batch_id, table, message=f"unreadable file kept at {kept}: {exc}")
+        raise BatchRejected(f"cannot read {path}: {exc}", result) from exc
+
+    batch_id = _batch_id(path)
+    received = len(raw)
+    if received == 0:
+        return IngestResult(0, 0, 0, None, batch_id, table, message="empty file: nothing to ingest")
+    raw = raw.reset_index(drop=True)
+    frame = prepare_events(raw) if table == "events" else raw
+    outcome = validate_frame(settings, table, frame, _parameters(settings, table), batch_id)
+    report = str(outcome.report) if outcome.report else None
+
+    if outcome.table_failures:
+        why = "; ".join(outcome.table_failures)
+        _quarantine(settings, table, batch_id, raw, pd.Series(f"batch rejected: {why}", index=raw.index))
+        result = IngestResult(received, 0, received, report, batch_id, table, outcome.data_docs,
+                              message=f"batch rejected: {why}")
+        raise BatchRejected(result.message, result)
+
+    reasons = pd.Series("", index=raw.index, dtype=object)
+    for idx, why in outcome.row_reasons.items():
+        reasons[idx] = "; ".join(why)
+    key = "event_id" if table == "events" else "item_id"
+    if table == "events":
+        # Duplicates: repeated within this batch, or already in the store.
+        stored = load_events(settings, columns=["event_id"])
+        dup = raw[key].duplicated(keep="first") | raw[key].isin(set(stored["event_id"]))
+        dup &= reasons == ""
+        reasons[dup] = "duplicate"
+    else:
+        dup = raw[key].duplicated(keep="last") & (reasons == "")
+        reasons[dup] = "duplicate"
+
+    bad = reasons != ""
+    # Duplicates are expected (re-sent batches) and do not count towards a broken feed.
+    failed_share = float((bad & (reasons != "duplicate")).mean())
+    if failed_share > settings.max_failure_share:
+        share = f"{failed_share:.0%} of rows failed validation (limit {settings.max_failure_share:.0%})"
+        _quarantine(settings, table, batch_id, raw, reasons.where(bad, "batch rejected: " + share))
+        result = IngestResult(received, 0, received, report, batch_id, table, outcome.data_docs,
+                              message=f"batch rejected: {share}")
+        raise BatchRejected(result.message, result)
+
+    if bad.any():
+        _quarantine(settings, table, batch_id, raw[bad], reasons[bad])
+    good = frame[~bad]
+    if table == "events":
+        if len(good):
+            canonical_events(good).to_parquet(settings.events_dir / f"batch-{batch_id}.parquet", index=False)
+    else:
+        catalogue = load_catalogue(settings)
+        merged = pd.concat([catalogue, canonical_items(good)], ignore_index=True)
+        merged = merged.drop_duplicates("item_id", keep="last").reset_index(drop=True)
+        settings.catalogue_path.parent.mkdir(parents=True, exist_ok=True)
+        merged.to_parquet(settings.catalogue_path, index=False)
+    return IngestResult(received, int((~bad).sum()), int(bad.sum()), report, batch_id, table, outcome.data_docs,
+                        message="ok" if not bad.any() else f"{int(bad.sum())} rows quarantined")

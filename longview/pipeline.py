@@ -1,0 +1,65 @@
+"""The loop's steps as plain functions: the CLI, dvc.yaml and the Airflow DAG all call these."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from longview.ingestion import BatchRejected, IngestResult, ingest
+from longview.settings import Settings
+
+
+def landing_files(settings: Settings) -> list[tuple[Path, str]]:
+    """Files waiting in the landing folder: the catalogue first (events refer to it), then events."""
+    folder = settings.landing_dir
+    items = sorted(folder.glob("items*.csv")) + sorted(folder.glob("items*.parquet"))
+    events = sorted(p for p in folder.glob("*") if p.is_file() and p.suffix in (".csv", ".parquet") and p not in items
+                    and not p.name.startswith("users"))
+    return [(p, "items") for p in items] + [(p, "events") for p in events]
+
+
+def ingest_landing(settings: Settings) -> list[dict]:
+    """Ingest every file in the landing folder, moving each to landing/processed/ once routed.
+
+    All files are processed even when one is rejected; then a rejection fails the step."""
+    settings.ensure_dirs()
+    done = settings.landing_dir / "processed"
+    done.mkdir(parents=True, exist_ok=True)
+    summaries, rejected = [], []
+    for path, table in landing_files(settings):
+        try:
+            result: IngestResult = ingest(settings, path, table)
+        except BatchRejected as exc:
+            result = exc.result
+            rejected.append(f"{path.name}: {exc}")
+        summaries.append({"file": path.name, **asdict(result)})
+        shutil.move(str(path), done / path.name)
+    if rejected:
+        raise BatchRejected("; ".join(rejected), result)
+    return summaries
+
+
+def build_features(settings: Settings):
+    from longview.features import build_features as build
+
+    return build(settings)
+
+
+def train(settings: Settings, epochs: int | None = None):
+    from training.train import train as fit_and_register
+
+    return fit_and_register(settings, epochs)
+
+
+def promote(settings: Settings):
+    from training.promotion import promote as gate
+
+    return gate(settings)
+
+
+def generate_synthetic(settings: Settings, out_dir: Path | None = None, batches: int = 2) -> list[Path]:
+    from longview import synthetic
+
+    world = synthetic.generate(settings.synthetic_users, settings.synthetic_items, settings.synthetic_days, settings.seed)
+    return synthetic.write(world, out_dir or settings.landing_dir, batches)

@@ -1,0 +1,182 @@
+"""The one settings object: defaults, then a YAML profile, then ``LONGVIEW_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+# The checkout that holds dags/, feature_repo/ and expectations/ (the packages are installed editable).
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+REGISTERED_MODEL = "longview-recommender"
+FEAST_PROJECT = "longview"
+
+
+def _profile_file() -> Path | None:
+    """A profile is a YAML file named by LONGVIEW_CONFIG, or one of the shipped ones by LONGVIEW_PROFILE."""
+    explicit = os.environ.get("LONGVIEW_CONFIG")
+    if explicit:
+        return Path(explicit)
+    profile = os.environ.get("LONGVIEW_PROFILE", "embedded")
+    shipped = Path(__file__).parent / "profiles" / f"{profile}.yaml"
+    return shipped if shipped.exists() else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LONGVIEW_", extra="forbid")
+
+    profile: Literal["embedded", "production"] = "embedded"
+    home: Path = Field(default=Path(".longview"), description="data home: all runtime state")
+    data_dir: Path = Field(default=PROJECT_ROOT.parent / "shared" / "data", description="real datasets")
+    project_root: Path = PROJECT_ROOT
+
+    # Servers of the production profile (unused by the embedded one).
+    postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/longview"
+    redis_url: str = "127.0.0.1:6379"
+    redis_key_prefix: str = "longview"
+    mlflow_tracking_uri: str | None = None  # default: SQLite in the data home (embedded)
+
+    # Validation thresholds.
+    dwell_cap_seconds: float = 86_400.0
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    earliest_event: str = "1995-01-01"
+    future_tolerance_hours: float = 24.0
+    max_failure_share: float = 0.5
+
+    # Features and model.
+    recent_items: int = 20
+    holdout_share: float = 0.2
+    epochs: int = 20
+    batch_size: int = 256
+    embedding_dim: int = 48
+    learning_rate: float = 5e-3
+    weight_decay: float = 1e-5
+    seed: int = 7
+
+    # Synthetic data.
+    synthetic_users: int = 300
+    synthetic_items: int = 240
+    synthetic_days: int = 60
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        profile = _profile_file()
+        if profile is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=profile))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> "Settings":
+        # Airflow tasks and services run in other working directories: pin paths now.
+        self.home = self.home.expanduser().resolve()
+        self.data_dir = self.data_dir.expanduser().resolve()
+        return self
+
+    # Layout of the data home.
+    @property
+    def landing_dir(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def events_dir(self) -> Path:
+        return self.home / "events"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def catalogue_path(self) -> Path:
+        return self.home / "catalogue" / "items.parquet"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.home / "features"
+
+    @property
+    def train_dir(self) -> Path:
+        return self.home / "train"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def gx_dir(self) -> Path:
+        return self.home / "gx"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def dags_dir(self) -> Path:
+        return self.project_root / "dags"
+
+    @property
+    def expectations_dir(self) -> Path:
+        return self.project_root / "expectations"
+
+    @property
+    def feature_repo_dir(self) -> Path:
+        return self.project_root / "feature_repo"
+
+    @cached_property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+    def airflow_env(self) -> dict[str, str]:
+        """Environment for any airflow command that works on this data home."""
+        if self.profile == "production":
+            db = self.postgres_url.rsplit("/", 1)[0] + "/airflow"
+        else:
+            db = f"sqlite:///{self.airflow_home / 'airflow.db'}"
+        return {
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_dir),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "LONGVIEW_HOME": str(self.home),
+            "LONGVIEW_PROFILE": self.profile,
+        }
+
+    def ensure_dirs(self) -> None:
+        for d in (self.landing_dir, self.events_dir, self.quarantine_dir, self.reports_dir,
+                  self.features_dir, self.train_dir, self.feast_dir, self.artifacts_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read settings afresh (cheap), so a changed environment is always seen."""
+    return Settings(**overrides)  # type: ignore[arg-type]

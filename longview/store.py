@@ -1,0 +1,35 @@
+"""Reading the data home's tables: the accepted event store and the item catalogue."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from longview.settings import Settings
+
+EVENT_COLUMNS = ["event_id", "user_id", "item_id", "event_type", "timestamp", "value", "session_id"]
+# Events that show interest in an item (impressions alone do not).
+INTERACTIONS = ("click", "view", "rating", "purchase")
+
+
+def load_events(settings: Settings, columns: list[str] | None = None) -> pd.DataFrame:
+    files = sorted(settings.events_dir.glob("batch-*.parquet"))
+    cols = columns or EVENT_COLUMNS
+    if not files:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    frame = pd.concat([pd.read_parquet(f, columns=cols) for f in files], ignore_index=True)
+    if "timestamp" in frame:
+        frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    return frame
+
+
+def load_catalogue(settings: Settings) -> pd.DataFrame:
+    if not settings.catalogue_path.exists():
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ("item_id", "title", "genres", "text")})
+    return pd.read_parquet(settings.catalogue_path)
+
+
+def dataset_clock(events: pd.DataFrame) -> pd.Timestamp:
+    """The dataset's own 'now': its last event, never the wall clock."""
+    if events.empty:
+        raise ValueError("the event store is empty: ingest a batch first (longview ingest PATH)")
+    return pd.Timestamp(events["timestamp"].max())

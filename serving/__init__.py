@@ -1,0 +1,1 @@
+"""Serving: the BentoML service and its ranking."""

@@ -1,0 +1,42 @@
+"""The BentoML service: recommendations from the @champion model, fed by the Feast online store."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import bentoml
+from pydantic import Field
+
+from longview.features import feature_store, online_user_features
+from longview.settings import get_settings
+from serving.ranking import rank_for_user
+from training.tracking import CHAMPION, alias_version, load_version, mlflow_client
+
+log = logging.getLogger(__name__)
+
+MAX_K = 100
+UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$",
+                              description="the user's id (letters, digits, _.:-)")]
+TopK = Annotated[int, Field(ge=1, le=MAX_K, strict=True, description=f"how many items, 1 to {MAX_K}")]
+
+
+@bentoml.service(name="longview", traffic={"timeout": 30})
+class Recommender:
+    def __init__(self) -> None:
+        settings = get_settings()
+        client = mlflow_client(settings)
+        champion = alias_version(client, CHAMPION)
+        if champion is None:
+            raise RuntimeError("no @champion model in the registry: run `longview train` and `longview promote`")
+        self.model_version = str(champion.version)
+        self.model = load_version(settings, self.model_version)
+        self.store = feature_store(settings)
+        log.info("serving longview-recommender version %s", self.model_version)
+
+    @bentoml.api
+    def recommend(self, user_id: UserId, k: TopK) -> dict:
+        """Top-k items for a user, with scores and the model version that ranked them."""
+        features = online_user_features(self.store, [user_id])
+        row = {name: values[0] for name, values in features.items()}
+        return rank_for_user(self.model, self.model_version, user_id, row, k)

@@ -1,0 +1,62 @@
+"""MLflow wiring: one experiment per data home, the registered model and its aliases."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+from longview.settings import REGISTERED_MODEL, Settings
+
+EXPERIMENT = "longview"
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def mlflow_client(settings: Settings):
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        mlflow.create_experiment(EXPERIMENT, artifact_location=settings.artifacts_dir.as_uri())
+    mlflow.set_experiment(EXPERIMENT)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def alias_version(client, alias: str):
+    """The model version behind an alias, or None when the alias is not set."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(REGISTERED_MODEL, alias)
+    except MlflowException:
+        return None
+
+
+def load_version(settings: Settings, version: str):
+    """The PackagedRecommender of a registered version."""
+    import mlflow.pyfunc
+
+    mlflow_client(settings)
+    return mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}/{version}").unwrap_python_model()
+
+
+def files_digest(paths: list[Path]) -> str:
+    """A content hash of the training inputs: which exact data a model saw."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def code_version(settings: Settings) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=settings.project_root, capture_output=True,
+                             text=True, timeout=10, check=False)
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "uncommitted"
