@@ -75,15 +75,30 @@ def read_raw(path: Path) -> pd.DataFrame:
     return frame.replace({"": None}).astype(object)
 
 
-def _parse_time(text: pd.Series) -> pd.Series:
-    """ISO-8601 strings or Unix seconds to UTC; anything else to NaT."""
-    numeric = pd.to_numeric(text, errors="coerce")
+def _iso_epoch(text: str) -> float:
+    """Seconds since the epoch of one ISO-8601 string (naive means UTC); NaN if it is not one.
+    Python's parser also covers years pandas cannot hold (2999 is 'future', not 'not a time')."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, TypeError):
+        return float("nan")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def parse_epoch(text: pd.Series) -> pd.Series:
+    """ISO-8601 strings or Unix seconds to float seconds since the epoch; anything else to NaN."""
     is_epoch = text.notna() & text.astype(str).str.fullmatch(r"\d{9,10}(\.\d+)?")
-    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
-    out[is_epoch] = pd.to_datetime(numeric[is_epoch], unit="s", utc=True)
+    out = pd.to_numeric(text.where(is_epoch), errors="coerce").astype(float)
     rest = text.notna() & ~is_epoch
     if rest.any():
-        out[rest] = pd.to_datetime(text[rest], utc=True, errors="coerce", format="ISO8601")
+        times = pd.to_datetime(text[rest], utc=True, errors="coerce", format="ISO8601")
+        epoch = (times.astype("int64") / 1e9).where(times.notna())
+        slow = epoch.isna()
+        if slow.any():
+            epoch[slow] = text[rest][slow].map(_iso_epoch)
+        out[rest] = epoch
     return out
 
 
@@ -94,8 +109,7 @@ def prepare_events(raw: pd.DataFrame) -> pd.DataFrame:
         if col not in frame:
             frame[col] = None
     if "timestamp" in frame:
-        times = _parse_time(frame["timestamp"])
-        frame["event_epoch"] = (times.astype("int64") / 1e9).where(times.notna())
+        frame["event_epoch"] = parse_epoch(frame["timestamp"])
     value = pd.to_numeric(frame["value"], errors="coerce")
     event_type = frame["event_type"] if "event_type" in frame else pd.Series(None, index=frame.index)
     frame["dwell_seconds"] = value.where(event_type == "view")
@@ -120,8 +134,10 @@ def canonical_items(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"item_id": frame["item_id"].astype(str), "title": frame["title"].astype(str)})
     out["genres"] = frame["genres"].fillna("") if "genres" in frame else ""
     out["text"] = frame["text"].fillna(out["title"]) if "text" in frame else out["title"]
-    release = _parse_time(frame["release_time"]) if "release_time" in frame else pd.NaT
-    out["release_time"] = release
+    if "release_time" in frame:
+        out["release_time"] = pd.to_datetime(parse_epoch(frame["release_time"]), unit="s", utc=True)
+    else:
+        out["release_time"] = pd.NaT
     return out
 
 

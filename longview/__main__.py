@@ -1,0 +1,3 @@
+from longview.cli import app
+
+app(prog_name="longview")

@@ -1,0 +1,72 @@
+"""Shared fixtures. Every test works in its own data home; the slow, shared state (one full loop
+run by the real `longview demo` command) is built once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from longview.settings import Settings, get_settings
+
+BIN = Path(sys.executable).parent
+# Small enough to keep the suite fast, big enough for the model to learn something.
+SMALL_WORLD = {
+    "LONGVIEW_SYNTHETIC_USERS": "150",
+    "LONGVIEW_SYNTHETIC_ITEMS": "160",
+    "LONGVIEW_SYNTHETIC_DAYS": "45",
+    "LONGVIEW_EPOCHS": "12",
+}
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A fresh, empty data home for this test."""
+    monkeypatch.setenv("LONGVIEW_HOME", str(tmp_path / "home"))
+    for key, value in SMALL_WORLD.items():
+        monkeypatch.setenv(key, value)
+    settings = get_settings()
+    settings.ensure_dirs()
+    return settings
+
+
+def longview(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the real `longview` command."""
+    return subprocess.run([str(BIN / "longview"), *args], env={**os.environ, **env}, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, subprocess.CompletedProcess]]:
+    """`longview demo` on a small synthetic world: the whole loop, ending in HTTP requests."""
+    home = tmp_path_factory.mktemp("demo") / "home"
+    env = {**SMALL_WORLD, "LONGVIEW_HOME": str(home)}
+    result = longview("demo", env=env)
+    assert result.returncode == 0, f"demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield get_settings(), result
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def trained(demo_run) -> Settings:
+    """A data home with ingested events, features, a registered model and a @champion."""
+    settings, _ = demo_run
+    os.environ["LONGVIEW_HOME"] = str(settings.home)
+    return settings
