@@ -124,7 +124,8 @@ def canonical_events(frame: pd.DataFrame) -> pd.DataFrame:
         "user_id": frame["user_id"].astype(str),
         "item_id": frame["item_id"].astype(str),
         "event_type": frame["event_type"].astype(str),
-        "timestamp": pd.to_datetime(frame["event_epoch"].astype(float), unit="s", utc=True),
+        # Float seconds carry rounding noise below the microsecond: times are kept to the microsecond.
+        "timestamp": pd.to_datetime(frame["event_epoch"].astype(float), unit="s", utc=True).dt.round("us"),
         "value": pd.to_numeric(frame["value"], errors="coerce").astype(float),
         "session_id": frame["session_id"].astype(object),
     })

@@ -52,8 +52,8 @@ def promote(settings: Settings) -> PromotionResult:
         client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, challenger.version)
     result = PromotionResult(
         promoted=promoted,
-        champion=challenger.version if promoted else champion.version,  # type: ignore[union-attr]
-        challenger=challenger.version,
+        champion=str(challenger.version if promoted else champion.version),  # type: ignore[union-attr]
+        challenger=str(challenger.version),
         challenger_score=challenger_score,
         champion_score=champion_score,
         reason=reason,

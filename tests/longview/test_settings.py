@@ -1,0 +1,43 @@
+from pathlib import Path
+
+from longview.settings import PROJECT_ROOT, get_settings
+
+
+def test_environment_overrides_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv("LONGVIEW_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("LONGVIEW_EPOCHS", "3")
+    settings = get_settings()
+    assert settings.home == (tmp_path / "h").resolve()
+    assert settings.epochs == 3
+    assert settings.tracking_uri == f"sqlite:///{tmp_path / 'h' / 'mlflow.db'}"
+
+
+def test_relative_home_is_pinned_to_an_absolute_path(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LONGVIEW_HOME", raising=False)
+    assert get_settings().home == tmp_path / ".longview"
+
+
+def test_project_folders_are_found_from_the_package():
+    settings = get_settings()
+    assert (settings.dags_dir / "longview_loop.py").exists()
+    assert (settings.expectations_dir / "events.json").exists()
+    assert (settings.feature_repo_dir / "feature_store.yaml").exists()
+    assert settings.project_root == PROJECT_ROOT
+
+
+def test_yaml_profile_sits_between_defaults_and_environment(monkeypatch, tmp_path):
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("epochs: 5\nbatch_size: 64\n")
+    monkeypatch.setenv("LONGVIEW_CONFIG", str(profile))
+    monkeypatch.setenv("LONGVIEW_EPOCHS", "7")
+    settings = get_settings()
+    assert (settings.epochs, settings.batch_size) == (7, 64)
+
+
+def test_airflow_environment_points_at_this_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("LONGVIEW_HOME", str(tmp_path))
+    env = get_settings().airflow_env()
+    assert env["AIRFLOW_HOME"].startswith(str(tmp_path))
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///" + str(tmp_path))
+    assert Path(env["AIRFLOW__CORE__DAGS_FOLDER"]).name == "dags"

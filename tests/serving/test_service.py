@@ -1,0 +1,87 @@
+"""The real BentoML service over HTTP, reading the real Feast online store and MLflow registry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pandas as pd
+import pytest
+
+from longview.features import USER_VIEW, feature_store, online_user_features
+from longview.service_process import running_service
+from training.tracking import CHAMPION, alias_version, mlflow_client
+
+
+@pytest.fixture(scope="module")
+def service(trained):
+    with running_service(trained, log_path=trained.home / "test-service.log") as url:
+        yield url
+
+
+def recommend(url: str, body) -> httpx.Response:
+    return httpx.post(f"{url}/recommend", json=body, timeout=30)
+
+
+def test_recommendations_name_the_champion_version(service, trained):
+    response = recommend(service, {"user_id": "u0003", "k": 7})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    champion = alias_version(mlflow_client(trained), CHAMPION).version
+    assert body["model_version"] == str(champion)
+    assert len(body["items"]) == 7 and body["fallback"] is None
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    recent = online_user_features(feature_store(trained), ["u0003"])["recent_items"][0]
+    assert not set(recent) & {i["item_id"] for i in body["items"]}
+
+
+def test_unknown_user_gets_the_labelled_fallback(service):
+    body = recommend(service, {"user_id": "never-seen-before", "k": 4}).json()
+    assert body["fallback"].startswith("popularity") and len(body["items"]) == 4
+
+
+@pytest.mark.parametrize("body", [
+    {"user_id": "u0001"},
+    {"user_id": "u0001", "k": 0},
+    {"user_id": "u0001", "k": -3},
+    {"user_id": "u0001", "k": 10**9},
+    {"user_id": "u0001", "k": "ten"},
+    {"user_id": "u0001", "k": 2.5},
+    {"user_id": "", "k": 5},
+    {"user_id": "u" * 5000, "k": 5},
+    {"user_id": "u1'; DROP TABLE users;--", "k": 5},
+    {"user_id": None, "k": 5},
+    {"k": 5},
+    [],
+    "not an object",
+])
+def test_bad_requests_get_a_clear_4xx(service, body):
+    response = recommend(service, body)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert response.text
+
+
+def test_malformed_json_gets_a_4xx(service):
+    response = httpx.post(f"{service}/recommend", content=b"{not json", headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500
+
+
+def test_changing_online_features_changes_the_ranking(service, trained):
+    user = "u0011"
+    before = recommend(service, {"user_id": user, "k": 10}).json()
+    store = feature_store(trained)
+    current = online_user_features(store, [user])
+    # Rewrite this user's profile as someone who only watched a different part of the catalogue.
+    catalogue = pd.read_parquet(trained.catalogue_path)
+    others = [i for i in catalogue["item_id"] if i not in set(current["recent_items"][0] or [])]
+    taste = [0.0] * len(current["taste"][0])
+    taste[0] = 1.0
+    row = {name: values[0] for name, values in current.items()}
+    row.update({"recent_items": others[-20:], "taste": taste, "events_7d": 40, "events_30d": 90,
+                "event_timestamp": pd.Timestamp.now(tz="UTC") + timedelta(days=1)})
+    row["created_timestamp"] = row["event_timestamp"]
+    store.write_to_online_store(USER_VIEW, pd.DataFrame([row]))
+    after = recommend(service, {"user_id": user, "k": 10}).json()
+    assert [i["item_id"] for i in after["items"]] != [i["item_id"] for i in before["items"]]
+    assert not set(others[-20:]) & {i["item_id"] for i in after["items"]}
