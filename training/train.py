@@ -110,6 +110,8 @@ def _plots(losses: list[float], metrics: dict, baseline: dict, out: Path) -> lis
 def train(settings: Settings, epochs: int | None = None) -> TrainResult:
     import mlflow
     import mlflow.pyfunc
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
 
     epochs = settings.epochs if epochs is None else epochs
     client = mlflow_client(settings)
@@ -145,6 +147,8 @@ def train(settings: Settings, epochs: int | None = None) -> TrainResult:
             artifacts={"bundle": str(bundle)},
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "longview"],
             registered_model_name=REGISTERED_MODEL,
+            # Inputs are Feast user-profile rows (any subset of the feature service); k is a parameter.
+            signature=ModelSignature(inputs=None, outputs=None, params=ParamSchema([ParamSpec("k", "long", K)])),
         )
         version = str(info.registered_model_version)
         client.set_registered_model_alias(REGISTERED_MODEL, CHALLENGER, version)
