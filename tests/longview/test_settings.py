@@ -41,3 +41,17 @@ def test_airflow_environment_points_at_this_home(monkeypatch, tmp_path):
     assert env["AIRFLOW_HOME"].startswith(str(tmp_path))
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///" + str(tmp_path))
     assert Path(env["AIRFLOW__CORE__DAGS_FOLDER"]).name == "dags"
+
+
+def test_production_profile_switches_every_store(monkeypatch, tmp_path):
+    monkeypatch.setenv("LONGVIEW_PROFILE", "production")
+    monkeypatch.setenv("LONGVIEW_HOME", str(tmp_path))
+    settings = get_settings()
+    assert settings.profile == "production"
+    assert settings.tracking_uri.startswith("postgresql")
+    assert settings.airflow_env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
+    from longview.features import repo_config
+
+    config = repo_config(settings)
+    assert config.online_store.type == "redis"
+    assert config.registry.registry_type == "sql"
