@@ -173,15 +173,20 @@ def load_definitions(settings: Settings) -> list:
     """Import the feature repo's modules afresh for this data home (its sources point into it)."""
     from feast import Entity, FeatureService, FeatureView, FileSource
 
-    os.environ["LONGVIEW_HOME"] = str(settings.home)
     repo = str(settings.feature_repo_dir)
     for name in DEFINITION_MODULES:
         sys.modules.pop(name, None)
+    previous = os.environ.get("LONGVIEW_HOME")
+    os.environ["LONGVIEW_HOME"] = str(settings.home)  # data_sources.py reads the settings
     sys.path.insert(0, repo)
     try:
         modules = [importlib.import_module(name) for name in DEFINITION_MODULES]
     finally:
         sys.path.remove(repo)
+        if previous is None:
+            os.environ.pop("LONGVIEW_HOME", None)
+        else:
+            os.environ["LONGVIEW_HOME"] = previous
     objects: list = []
     for module in modules:
         for value in vars(module).values():

@@ -14,8 +14,7 @@ def landing_files(settings: Settings) -> list[tuple[Path, str]]:
     """Files waiting in the landing folder: the catalogue first (events refer to it), then events."""
     folder = settings.landing_dir
     items = sorted(folder.glob("items*.csv")) + sorted(folder.glob("items*.parquet"))
-    events = sorted(p for p in folder.glob("*") if p.is_file() and p.suffix in (".csv", ".parquet") and p not in items
-                    and not p.name.startswith("users"))
+    events = sorted(p for p in folder.glob("*") if p.is_file() and p.suffix in (".csv", ".parquet") and p not in items)
     return [(p, "items") for p in items] + [(p, "events") for p in events]
 
 

@@ -35,8 +35,13 @@ def load_suite_config(settings: Settings, table: str) -> dict[str, Any]:
 def _gx_context(settings: Settings):
     import great_expectations as gx
 
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     settings.gx_dir.mkdir(parents=True, exist_ok=True)
-    return gx.get_context(mode="file", project_root_dir=str(settings.gx_dir))
+    context = gx.get_context(mode="file", project_root_dir=str(settings.gx_dir))
+    # Our own steps report progress; GX's per-metric bars would flood task logs.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
 
 
 def validate_frame(
@@ -92,7 +97,6 @@ def validate_frame(
     summary = result.describe_dict() if hasattr(result, "describe_dict") else result.to_json_dict()
     outcome.report.write_text(json.dumps(summary, indent=2, default=str))
     try:
-        context.add_data_docs_site if False else None  # noqa: B018 - default site exists in file mode
         vr_store = context.validation_results_store
         from great_expectations.data_context.types.resource_identifiers import (
             ExpectationSuiteIdentifier,
@@ -106,7 +110,10 @@ def validate_frame(
         )
         vr_store.set(key, result)
         urls = context.build_data_docs()
-        outcome.data_docs = next(iter(urls.values()), None)
+        index = next(iter(urls.values()), None)
+        # Link the page of this very validation run when the site has one, else the site's index.
+        pages = sorted(settings.gx_dir.rglob(f"data_docs/*/validations/{table}/**/{batch_id}.html"))
+        outcome.data_docs = pages[-1].as_uri() if pages else index
     except Exception as exc:  # Data Docs are a convenience: the JSON report is the record.
         log.warning("could not build Data Docs: %s", exc)
     return outcome

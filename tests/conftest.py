@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 def longview(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run the real `longview` command."""
-    return subprocess.run([str(BIN / "longview"), *args], env={**os.environ, **env}, cwd=cwd,
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LONGVIEW_")}  # only what the test says
+    return subprocess.run([str(BIN / "longview"), *args], env={**base, **env}, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -46,27 +46,16 @@ def last_json(stdout: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, subprocess.CompletedProcess]]:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, subprocess.CompletedProcess]:
     """`longview demo` on a small synthetic world: the whole loop, ending in HTTP requests."""
     home = tmp_path_factory.mktemp("demo") / "home"
-    env = {**SMALL_WORLD, "LONGVIEW_HOME": str(home)}
-    result = longview("demo", env=env)
+    result = longview("demo", env={**SMALL_WORLD, "LONGVIEW_HOME": str(home)})
     assert result.returncode == 0, f"demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield get_settings(), result
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    settings = get_settings(home=home, **{k.removeprefix("LONGVIEW_").lower(): v for k, v in SMALL_WORLD.items()})
+    return settings, result
 
 
 @pytest.fixture(scope="session")
 def trained(demo_run) -> Settings:
     """A data home with ingested events, features, a registered model and a @champion."""
-    settings, _ = demo_run
-    os.environ["LONGVIEW_HOME"] = str(settings.home)
-    return settings
+    return demo_run[0]
