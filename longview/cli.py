@@ -131,14 +131,20 @@ def serve(port: Annotated[int, typer.Option(min=1, max=65535)] = UI_PORTS["servi
     os.execve(bentoml_command(port)[0], bentoml_command(port), service_env(settings))
 
 
+def _airflow(args: list[str], extra_env: dict[str, str] | None = None) -> int:
+    settings = get_settings()
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    bindir = Path(sys.executable).parent
+    # `airflow standalone` starts its components as `airflow …` found on PATH: put the venv first.
+    env = {**os.environ, **settings.airflow_env(), "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+           **(extra_env or {})}
+    return subprocess.call([str(bindir / "airflow"), *args], env=env)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def airflow(ctx: typer.Context) -> None:
-    """Run any airflow command on this data home (e.g. `longview airflow standalone`)."""
-    settings = get_settings()
-    env = {**os.environ, **settings.airflow_env()}
-    settings.airflow_home.mkdir(parents=True, exist_ok=True)
-    binary = str(Path(sys.executable).with_name("airflow"))
-    raise typer.Exit(subprocess.call([binary, *ctx.args], env=env))
+    """Run any airflow command on this data home (e.g. `longview airflow dags test longview_loop`)."""
+    raise typer.Exit(_airflow(ctx.args))
 
 
 @app.command()
@@ -149,8 +155,7 @@ def ui(name: Annotated[str, typer.Argument(help="mlflow, airflow, feast or servi
     if name == "service":
         serve(UI_PORTS["service"])
     elif name == "airflow":
-        env = {**os.environ, **settings.airflow_env(), "AIRFLOW__API__PORT": str(UI_PORTS["airflow"])}
-        raise typer.Exit(subprocess.call([str(bindir / "airflow"), "standalone"], env=env))
+        raise typer.Exit(_airflow(["standalone"], {"AIRFLOW__API__PORT": str(UI_PORTS["airflow"])}))
     elif name == "mlflow":
         raise typer.Exit(subprocess.call([
             str(bindir / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri, "--host", "127.0.0.1",
