@@ -51,7 +51,7 @@ def generate(
 @app.command("ingest")
 def ingest_cmd(
     path: Annotated[Path | None, typer.Argument(help="a CSV or parquet file; none: every file in the landing folder")] = None,
-    table: Annotated[str, typer.Option(help="events or items")] = "events",
+    table: Annotated[str, typer.Option(help="events, items or users")] = "events",
 ) -> None:
     """Validate a batch with Great Expectations: good rows to the store, bad rows to quarantine.
 
@@ -75,6 +75,35 @@ def ingest_cmd(
         _print_json(exc.result.summary())
         raise typer.Exit(1)
     _print_json(result.summary())
+
+
+data_app = typer.Typer(help="Real datasets: find or download, map to the canonical tables, validate, ingest.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    dataset: Annotated[str, typer.Option(help="ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest, "
+                                              "ml-latest-small, ml-1m-sasrec, instacart-sample or synthetic")],
+    source: Annotated[Path | None, typer.Option(help="a folder holding the dataset")] = None,
+) -> None:
+    """Prepare a dataset: look in --source, then LONGVIEW_DATA_DIR/NAME, then download.
+
+    The last line is a JSON summary: the events table's counts at the top level, other tables under `tables`."""
+    from longview.datasets import DatasetNotFound
+    from longview.ingestion import BatchRejected
+    from longview.pipeline import prepare_dataset
+
+    settings = get_settings()
+    try:
+        _print_json(prepare_dataset(settings, dataset, source))
+    except (DatasetNotFound, ValueError) as exc:
+        _fail(str(exc), 2)
+    except BatchRejected as exc:
+        typer.echo(f"error: {exc}", err=True)
+        _print_json(exc.result.summary())
+        raise typer.Exit(1)
 
 
 @app.command()

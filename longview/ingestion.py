@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from longview.privacy import PREFIX, pseudonym_key, pseudonymise, pseudonymise_table
 from longview.settings import Settings
 from longview.store import load_catalogue, load_events
 from longview.validation import validate_frame
 
-EVENT_REQUIRED = ["event_id", "user_id", "item_id", "event_type", "timestamp"]
 EVENT_OPTIONAL = ["value", "session_id"]
-ITEM_REQUIRED = ["item_id", "title"]
-ITEM_OPTIONAL = ["genres", "text", "release_time"]
+TABLES = ("events", "items", "users")
 
 
 class BatchRejected(Exception):
@@ -48,8 +47,8 @@ class IngestResult:
         return asdict(self)
 
 
-def _batch_id(path: Path) -> str:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+def _batch_id(content: bytes) -> str:
+    digest = hashlib.sha256(content).hexdigest()[:10]
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{digest}"
 
 
@@ -167,10 +166,10 @@ def _parameters(settings: Settings, table: str) -> dict:
     }
 
 
-def ingest(settings: Settings, path: Path, table: str = "events") -> IngestResult:
+def ingest(settings: Settings, path: Path, table: str = "events", parameters: dict | None = None) -> IngestResult:
     """Validate one file and route each row. Raises BatchRejected when the batch fails as a whole."""
-    if table not in ("events", "items"):
-        raise ValueError(f"unknown table {table!r}: expected 'events' or 'items'")
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}: expected one of {', '.join(TABLES)}")
     path = Path(path)
     settings.ensure_dirs()
     try:
@@ -178,19 +177,30 @@ def ingest(settings: Settings, path: Path, table: str = "events") -> IngestResul
     except FileNotFoundError:
         raise
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
-        batch_id = _batch_id(path)
+        batch_id = _batch_id(path.read_bytes())
         kept = settings.quarantine_dir / f"{table}-{batch_id}.unreadable{path.suffix}"
         shutil.copyfile(path, kept)
         result = IngestResult(0, 0, 0, None, batch_id, table, message=f"unreadable file kept at {kept}: {exc}")
         raise BatchRejected(f"cannot read {path}: {exc}", result) from exc
+    return ingest_frame(settings, raw, table, _batch_id(path.read_bytes()), parameters)
 
-    batch_id = _batch_id(path)
+
+def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: str | None = None,
+                 parameters: dict | None = None) -> IngestResult:
+    """Validate a frame of text values (as read from a file) and route each row.
+
+    ``parameters`` override the suite parameters from the settings (e.g. a dataset's rating scale)."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}: expected one of {', '.join(TABLES)}")
+    settings.ensure_dirs()
+    batch_id = batch_id or _batch_id(pd.util.hash_pandas_object(raw.astype(str), index=False).to_numpy().tobytes())
     received = len(raw)
     if received == 0:
         return IngestResult(0, 0, 0, None, batch_id, table, message="empty file: nothing to ingest")
     raw = raw.reset_index(drop=True)
     frame = prepare_events(raw) if table == "events" else raw
-    outcome = validate_frame(settings, table, frame, _parameters(settings, table), batch_id)
+    suite_parameters = {**_parameters(settings, table), **(parameters or {})}
+    outcome = validate_frame(settings, table, frame, suite_parameters, batch_id)
     report = str(outcome.report) if outcome.report else None
 
     if outcome.table_failures:
@@ -203,16 +213,17 @@ def ingest(settings: Settings, path: Path, table: str = "events") -> IngestResul
     reasons = pd.Series("", index=raw.index, dtype=object)
     for idx, why in outcome.row_reasons.items():
         reasons[idx] = "; ".join(why)
-    key = "event_id" if table == "events" else "item_id"
+    key = pseudonym_key(settings)
     if table == "events":
-        # Duplicates: repeated within this batch, or already in the store.
+        # Duplicates: repeated within this batch, or already in the store (whose ids are pseudonyms).
+        ids = pseudonymise(raw["event_id"], key, PREFIX["event_id"])
         stored = load_events(settings, columns=["event_id"])
-        dup = raw[key].duplicated(keep="first") | raw[key].isin(set(stored["event_id"]))
-        dup &= reasons == ""
-        reasons[dup] = "duplicate"
+        dup = ids.duplicated(keep="first") | ids.isin(set(stored["event_id"]))
     else:
-        dup = raw[key].duplicated(keep="last") & (reasons == "")
-        reasons[dup] = "duplicate"
+        # Catalogue rows are upserts: the last row for an id wins, earlier ones are duplicates.
+        dup = raw[f"{table[:-1]}_id"].duplicated(keep="last")
+    dup &= reasons == ""
+    reasons[dup] = "duplicate"
 
     bad = reasons != ""
     # Duplicates are expected (re-sent batches) and do not count towards a broken feed.
@@ -229,12 +240,19 @@ def ingest(settings: Settings, path: Path, table: str = "events") -> IngestResul
     good = frame[~bad]
     if table == "events":
         if len(good):
-            canonical_events(good).to_parquet(settings.events_dir / f"batch-{batch_id}.parquet", index=False)
+            rows = pseudonymise_table(canonical_events(good), table, key)
+            rows.to_parquet(settings.events_dir / f"batch-{batch_id}.parquet", index=False)
+    elif table == "items":
+        _upsert(settings.catalogue_path, load_catalogue(settings), canonical_items(good), "item_id")
     else:
-        catalogue = load_catalogue(settings)
-        merged = pd.concat([catalogue, canonical_items(good)], ignore_index=True)
-        merged = merged.drop_duplicates("item_id", keep="last").reset_index(drop=True)
-        settings.catalogue_path.parent.mkdir(parents=True, exist_ok=True)
-        merged.to_parquet(settings.catalogue_path, index=False)
+        users = pseudonymise_table(good.astype(object).where(good.notna(), None), table, key)
+        previous = pd.read_parquet(settings.users_path) if settings.users_path.exists() else users.iloc[:0]
+        _upsert(settings.users_path, previous, users, "user_id")
     return IngestResult(received, int((~bad).sum()), int(bad.sum()), report, batch_id, table, outcome.data_docs,
                         message="ok" if not bad.any() else f"{int(bad.sum())} rows quarantined")
+
+
+def _upsert(path: Path, previous: pd.DataFrame, rows: pd.DataFrame, key: str) -> None:
+    merged = pd.concat([previous, rows], ignore_index=True).drop_duplicates(key, keep="last").reset_index(drop=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    merged.to_parquet(path, index=False)

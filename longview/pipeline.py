@@ -39,6 +39,33 @@ def ingest_landing(settings: Settings) -> list[dict]:
     return summaries
 
 
+def prepare_dataset(settings: Settings, name: str, source: Path | None = None) -> dict:
+    """Find (or download) a dataset, map it to the canonical tables and ingest each table through
+    the same validation and routing as `longview ingest` (catalogue and users first)."""
+    from longview import datasets, synthetic
+    from longview.ingestion import ingest_frame
+
+    if name == "synthetic":
+        world = synthetic.generate(settings.synthetic_users, settings.synthetic_items, settings.synthetic_days,
+                                   settings.seed)
+        tables = {"items": world.items, "users": world.users, "events": world.events}
+        tables = {t: synthetic.as_text(f) for t, f in tables.items()}
+        scale, origin, ordinal = {"rating_min": 1.0, "rating_max": 5.0}, "generated", False
+    else:
+        folder = datasets.locate(name, source, settings.data_dir, settings.downloads_dir)
+        loaded = datasets.load(name, folder, settings.session_gap_minutes)
+        tables = {"items": loaded.items, "users": loaded.users, "events": loaded.events}
+        spec = loaded.spec
+        scale = {} if spec.rating_min is None else {"rating_min": spec.rating_min, "rating_max": spec.rating_max}
+        origin, ordinal = str(folder), spec.ordinal_time
+    results = {t: ingest_frame(settings, frame, t, parameters=scale if t == "events" else None)
+               for t, frame in tables.items()}
+    events = results.pop("events")
+    return {**asdict(events), "dataset": name, "source": origin, "ordinal_time": ordinal,
+            "tables": {t: {k: getattr(r, k) for k in ("received", "accepted", "quarantined", "report")}
+                       for t, r in results.items()}}
+
+
 def build_features(settings: Settings):
     from longview.features import build_features as build
 

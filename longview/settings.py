@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     redis_url: str = "127.0.0.1:6379"
     redis_key_prefix: str = "longview"
     mlflow_tracking_uri: str | None = None  # default: SQLite in the data home (embedded)
+
+    # Privacy: the key of the keyed hash that pseudonymises user ids (generated into the home if unset).
+    pseudonym_key: SecretStr | None = None
+    pseudonym_key_file: Path | None = None
+
+    # Real datasets.
+    session_gap_minutes: float = 30.0
 
     # Validation thresholds.
     dwell_cap_seconds: float = 86_400.0
@@ -111,6 +118,14 @@ class Settings(BaseSettings):
     @property
     def catalogue_path(self) -> Path:
         return self.home / "catalogue" / "items.parquet"
+
+    @property
+    def users_path(self) -> Path:
+        return self.home / "catalogue" / "users.parquet"
+
+    @property
+    def downloads_dir(self) -> Path:
+        return self.home / "downloads"
 
     @property
     def features_dir(self) -> Path:

@@ -9,6 +9,7 @@ import bentoml
 from pydantic import Field
 
 from longview.features import feature_store, online_user_features
+from longview.privacy import pseudonym, pseudonym_key
 from longview.settings import get_settings
 from serving.ranking import rank_for_user
 from training.tracking import CHAMPION, alias_version, load_version, mlflow_client
@@ -32,11 +33,12 @@ class Recommender:
         self.model_version = str(champion.version)
         self.model = load_version(settings, self.model_version)
         self.store = feature_store(settings)
+        self.key = pseudonym_key(settings)  # callers send their own ids; features are keyed by pseudonym
         log.info("serving longview-recommender version %s", self.model_version)
 
     @bentoml.api
     def recommend(self, user_id: UserId, k: TopK) -> dict:
         """Top-k items for a user, with scores and the model version that ranked them."""
-        features = online_user_features(self.store, [user_id])
+        features = online_user_features(self.store, [pseudonym(self.key, user_id)])
         row = {name: values[0] for name, values in features.items()}
         return rank_for_user(self.model, self.model_version, user_id, row, k)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from longview.features import USER_VIEW, feature_store, online_user_features
+from longview.privacy import pseudonym, pseudonym_key
 from longview.service_process import running_service
 from training.tracking import CHAMPION, alias_version, mlflow_client
 
@@ -32,7 +33,7 @@ def test_recommendations_name_the_champion_version(service, trained):
     assert len(body["items"]) == 7 and body["fallback"] is None
     scores = [i["score"] for i in body["items"]]
     assert scores == sorted(scores, reverse=True)
-    recent = online_user_features(feature_store(trained), ["u0003"])["recent_items"][0]
+    recent = online_user_features(feature_store(trained), [pseudonym(pseudonym_key(trained), "u0003")])["recent_items"][0]
     assert not set(recent) & {i["item_id"] for i in body["items"]}
 
 
@@ -71,7 +72,7 @@ def test_changing_online_features_changes_the_ranking(service, trained):
     user = "u0011"
     before = recommend(service, {"user_id": user, "k": 10}).json()
     store = feature_store(trained)
-    current = online_user_features(store, [user])
+    current = online_user_features(store, [pseudonym(pseudonym_key(trained), user)])
     # Rewrite this user's profile as someone who only watched a different part of the catalogue.
     catalogue = pd.read_parquet(trained.catalogue_path)
     others = [i for i in catalogue["item_id"] if i not in set(current["recent_items"][0] or [])]
