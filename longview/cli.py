@@ -52,15 +52,20 @@ def generate(
 def ingest_cmd(
     path: Annotated[Path | None, typer.Argument(help="a CSV or parquet file; none: every file in the landing folder")] = None,
     table: Annotated[str, typer.Option(help="events, items or users")] = "events",
+    replay_quarantine: Annotated[str | None, typer.Option(help="validate a quarantined batch again, by batch id")] = None,
 ) -> None:
     """Validate a batch with Great Expectations: good rows to the store, bad rows to quarantine.
 
     The last line of output is a JSON summary with received, accepted, quarantined and report."""
     from longview.ingestion import BatchRejected, ingest
+    from longview.ingestion import replay_quarantine as replay
     from longview.pipeline import ingest_landing
 
     settings = get_settings()
     try:
+        if replay_quarantine is not None:
+            _print_json(replay(settings, replay_quarantine).summary())
+            return
         if path is None:
             for summary in ingest_landing(settings):
                 _print_json(summary)

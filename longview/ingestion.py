@@ -116,6 +116,27 @@ def prepare_events(raw: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def add_distribution_columns(frame: pd.DataFrame, history_days: pd.Series) -> pd.DataFrame:
+    """Batch-level shares and volumes, one value per row, for the distribution expectations."""
+    n = max(len(frame), 1)
+    frame["user_share"] = frame.groupby("user_id", dropna=False)["user_id"].transform("size").astype(float) / n
+    frame["item_share"] = frame.groupby("item_id", dropna=False)["item_id"].transform("size").astype(float) / n
+    day = pd.to_datetime(frame["event_epoch"], unit="s", utc=True, errors="coerce").dt.floor("D")
+    busiest = float(history_days.max()) if len(history_days) else float("nan")
+    frame["day_volume_ratio"] = day.map(day.value_counts()).astype(float) / busiest
+    return frame
+
+
+def _history_days(settings: Settings) -> pd.Series:
+    """Events per day over the last 30 days of the stored history (empty with under 7 such days)."""
+    stored = load_events(settings, columns=["timestamp"])
+    if stored.empty:
+        return pd.Series(dtype=float)
+    recent = stored["timestamp"][stored["timestamp"] > stored["timestamp"].max() - pd.Timedelta(days=30)]
+    counts = recent.dt.floor("D").value_counts()
+    return counts if len(counts) >= 7 else pd.Series(dtype=float)
+
+
 def canonical_events(frame: pd.DataFrame) -> pd.DataFrame:
     """Typed event rows for the store (only ever called on accepted rows)."""
     return pd.DataFrame({
@@ -200,6 +221,15 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
     raw = raw.reset_index(drop=True)
     frame = prepare_events(raw) if table == "events" else raw
     suite_parameters = {**_parameters(settings, table), **(parameters or {})}
+    if table == "events" and {"user_id", "item_id", "event_epoch"} <= set(frame.columns):
+        history = _history_days(settings)
+        frame = add_distribution_columns(frame, history)
+        big = received >= settings.min_rows_for_distribution
+        suite_parameters |= {
+            "max_user_share": settings.max_user_share if big else None,
+            "max_item_share": settings.max_item_share if big else None,
+            "max_day_volume_ratio": settings.max_day_volume_ratio if big and len(history) else None,
+        }
     outcome = validate_frame(settings, table, frame, suite_parameters, batch_id)
     report = str(outcome.report) if outcome.report else None
 
@@ -250,6 +280,27 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
         _upsert(settings.users_path, previous, users, "user_id")
     return IngestResult(received, int((~bad).sum()), int(bad.sum()), report, batch_id, table, outcome.data_docs,
                         message="ok" if not bad.any() else f"{int(bad.sum())} rows quarantined")
+
+
+def replay_quarantine(settings: Settings, batch_id: str, parameters: dict | None = None) -> IngestResult:
+    """Validate a quarantined batch again (after the data or the configuration was fixed).
+
+    Rows that now pass are ingested; the rest go to a new quarantine file. The old file moves to
+    quarantine/replayed/ so no row is counted twice."""
+    if not batch_id or "/" in batch_id or batch_id.startswith("."):
+        raise ValueError(f"not a batch id: {batch_id!r}")
+    matches = sorted(settings.quarantine_dir.glob(f"*-{batch_id}.parquet"))
+    if not matches:
+        raise FileNotFoundError(f"no quarantined batch {batch_id} in {settings.quarantine_dir}")
+    path = matches[0]
+    table = path.name.split("-", 1)[0]
+    rows = pd.read_parquet(path).drop(columns=["reason", "batch_id"])
+    rows = rows.astype(object).where(rows.notna(), None)
+    result = ingest_frame(settings, rows, table, parameters=parameters)
+    done = settings.quarantine_dir / "replayed"
+    done.mkdir(exist_ok=True)
+    path.replace(done / path.name)
+    return result
 
 
 def _upsert(path: Path, previous: pd.DataFrame, rows: pd.DataFrame, key: str) -> None:

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     earliest_event: str = "1995-01-01"
     future_tolerance_hours: float = 24.0
     max_failure_share: float = 0.5
+    # Distribution checks (a broken feed fails the whole batch). Real data is bursty: the busiest
+    # MovieLens day is ~10x its median day, so the volume check compares with the busiest recent day.
+    min_rows_for_distribution: int = 1000
+    max_user_share: float = 0.2
+    max_item_share: float = 0.2
+    max_day_volume_ratio: float = 20.0
 
     # Features and model.
     recent_items: int = 20

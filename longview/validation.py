@@ -15,7 +15,8 @@ from longview.settings import Settings
 log = logging.getLogger(__name__)
 
 # Expectations about the whole table: when one fails, the whole batch is rejected.
-TABLE_LEVEL = {"expect_table_columns_to_match_set", "expect_table_row_count_to_be_between"}
+TABLE_LEVEL = {"expect_table_columns_to_match_set", "expect_table_row_count_to_be_between",
+               "expect_column_max_to_be_between"}
 
 
 @dataclass
@@ -83,7 +84,9 @@ def validate_frame(
             continue
         if cfg.type in TABLE_LEVEL or column is None:
             missing = sorted(set(cfg.kwargs.get("column_set", [])) - present)
-            outcome.table_failures.append(f"{reason}: {', '.join(missing)}" if missing else reason)
+            observed = (res.result or {}).get("observed_value")
+            detail = ", ".join(missing) if missing else (f"{column} = {observed:.3g}" if isinstance(observed, float) else "")
+            outcome.table_failures.append(f"{reason}: {detail}" if detail else reason)
             continue
         if column not in present:
             continue  # reported by the table-level column check

@@ -163,3 +163,24 @@ def test_cli_prints_the_summary_as_last_line(home, tmp_path):
 
     absent = longview("ingest", str(tmp_path / "nope.csv"), env=env)
     assert absent.returncode == 2 and "no such file" in absent.stderr
+
+
+def test_quarantined_rows_are_replayed_after_the_fix(home, tmp_path):
+    row = "late1,u1,i9,click,2024-03-01T10:00:00+00:00,,s1\n"
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\ni1,One\n")
+    ingest(home, items, table="items")
+    first = ingest(home, write(tmp_path, GOOD + [row]))
+    assert first.quarantined == 1 and "unknown item" in quarantined(home, first)["reason"].iloc[0]
+    # The fix: the missing item arrives in the catalogue.
+    items.write_text("item_id,title\ni9,Nine\n")
+    ingest(home, items, table="items")
+    env = {"LONGVIEW_HOME": str(home.home)}
+    replay = longview("ingest", "--replay-quarantine", first.batch_id, env=env)
+    assert replay.returncode == 0, replay.stderr
+    summary = last_json(replay.stdout)
+    assert (summary["received"], summary["accepted"], summary["quarantined"]) == (1, 1, 0)
+    assert len(load_events(home)) == 13
+    assert not (home.quarantine_dir / f"events-{first.batch_id}.parquet").exists()
+    again = longview("ingest", "--replay-quarantine", first.batch_id, env=env)
+    assert again.returncode == 2 and "no quarantined batch" in again.stderr
