@@ -62,8 +62,16 @@ def prepare_dataset(settings: Settings, name: str, source: Path | None = None) -
                for t, frame in tables.items()}
     events = results.pop("events")
     return {**asdict(events), "dataset": name, "source": origin, "ordinal_time": ordinal,
+            "dvc": dvc_tracking(settings),
             "tables": {t: {k: getattr(r, k) for k in ("received", "accepted", "quarantined", "report")}
                        for t, r in results.items()}}
+
+
+def dvc_tracking(settings: Settings) -> str:
+    """DVC versions the project's default data home only (dvc.yaml names `.longview/` paths)."""
+    if settings.home == settings.project_root / ".longview":
+        return "tracked: `dvc repro` / `dvc push` version this data home"
+    return f"off: DVC tracks {settings.project_root / '.longview'}, not {settings.home}"
 
 
 def build_features(settings: Settings):

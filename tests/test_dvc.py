@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from longview.settings import PROJECT_ROOT
-from tests.conftest import SMALL_WORLD, longview
+from tests.conftest import SMALL_WORLD
 
 BIN = Path(sys.executable).parent
 
@@ -35,11 +35,9 @@ def test_repro_push_pull_round_trip(tmp_path):
     run(["git", "add", "-A"], repo, env)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"], repo, env)
 
-    assert longview("generate", env=env, cwd=repo).returncode == 0
-    assert longview("ingest", env=env, cwd=repo).returncode == 0
-    run([str(BIN / "dvc"), "repro", "-s", "features"], repo, env)
-    run([str(BIN / "dvc"), "repro"], repo, env)
+    run([str(BIN / "dvc"), "repro"], repo, env)  # prepare (synthetic, from params.yaml) -> ... -> promote
     home = repo / ".longview"
+    assert list((home / "events").glob("batch-*.parquet"))
     assert (home / "features" / "user_profile.parquet").exists()
     assert (home / "train" / "promotion.json").exists()
     again = run([str(BIN / "dvc"), "repro"], repo, env)
@@ -47,8 +45,10 @@ def test_repro_push_pull_round_trip(tmp_path):
 
     run([str(BIN / "dvc"), "push"], repo, env)
     assert any((home / "dvc-remote").rglob("*"))
-    original = {p.name: p.read_bytes() for p in (home / "features").glob("*.parquet")}
-    shutil.rmtree(home / "features")
+    versioned = ("events", "catalogue", "features")
+    original = {(d, p.name): p.read_bytes() for d in versioned for p in (home / d).glob("*.parquet")}
+    for folder in versioned:
+        shutil.rmtree(home / folder)
     shutil.rmtree(repo / ".dvc" / "cache")
     run([str(BIN / "dvc"), "pull"], repo, env)
-    assert {p.name: p.read_bytes() for p in (home / "features").glob("*.parquet")} == original
+    assert {(d, p.name): p.read_bytes() for d in versioned for p in (home / d).glob("*.parquet")} == original

@@ -36,6 +36,7 @@ def test_prepare_synthetic_and_again_adds_nothing(tmp_path):
     env = {**SMALL_WORLD, "LONGVIEW_SYNTHETIC_USERS": "30", "LONGVIEW_HOME": str(tmp_path / "home")}
     first = last_json(longview("data", "prepare", "--dataset", "synthetic", env=env).stdout)
     assert first["accepted"] == first["received"] > 0 and first["tables"]["items"]["accepted"] == 160
+    assert first["dvc"].startswith("off:"), "a data home outside the project is not versioned by DVC"
     again = last_json(longview("data", "prepare", "--dataset", "synthetic", env=env).stdout)
     assert (again["accepted"], again["quarantined"]) == (0, first["received"])
 
