@@ -52,6 +52,19 @@ def _batch_id(content: bytes) -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{digest}"
 
 
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every value as text (times as ISO-8601) or None: what GX validates, whatever the source."""
+    out = pd.DataFrame(index=frame.index)
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            text = values.map(lambda v: v.isoformat() if pd.notna(v) else None)
+        else:
+            text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+        out[str(column)] = text.astype(object)
+    return out
+
+
 def read_raw(path: Path) -> pd.DataFrame:
     """Read a CSV or parquet file with every value as text (or None) so GX sees what arrived."""
     if not path.exists():
@@ -59,16 +72,7 @@ def read_raw(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         return pd.DataFrame()
     if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-        out = pd.DataFrame(index=frame.index)
-        for col in frame.columns:
-            s = frame[col]
-            if pd.api.types.is_datetime64_any_dtype(s):
-                text = s.map(lambda v: v.isoformat() if pd.notna(v) else None)
-            else:
-                text = s.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-            out[str(col)] = text.astype(object)
-        return out
+        return as_text(pd.read_parquet(path))
     frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", on_bad_lines="error")
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame.replace({"": None}).astype(object)

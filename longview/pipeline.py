@@ -43,13 +43,13 @@ def prepare_dataset(settings: Settings, name: str, source: Path | None = None) -
     """Find (or download) a dataset, map it to the canonical tables and ingest each table through
     the same validation and routing as `longview ingest` (catalogue and users first)."""
     from longview import datasets, synthetic
-    from longview.ingestion import ingest_frame
+    from longview.ingestion import as_text, ingest_frame
 
     if name == "synthetic":
         world = synthetic.generate(settings.synthetic_users, settings.synthetic_items, settings.synthetic_days,
                                    settings.seed)
         tables = {"items": world.items, "users": world.users, "events": world.events}
-        tables = {t: synthetic.as_text(f) for t, f in tables.items()}
+        tables = {t: as_text(f) for t, f in tables.items()}
         scale, origin, ordinal = {"rating_min": 1.0, "rating_max": 5.0}, "generated", False
     else:
         folder = datasets.locate(name, source, settings.data_dir, settings.downloads_dir)

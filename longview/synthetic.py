@@ -147,15 +147,3 @@ def write(world: SyntheticWorld, out_dir: Path, batches: int = 2) -> list[Path]:
         paths.append(path)
     return paths
 
-
-def as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every value as text (times as ISO-8601) or None: the shape ingestion reads from a file."""
-    out = pd.DataFrame(index=frame.index)
-    for column in frame.columns:
-        values = frame[column]
-        if pd.api.types.is_datetime64_any_dtype(values):
-            values = values.map(lambda ts: ts.isoformat() if pd.notna(ts) else None)
-        else:
-            values = values.map(lambda v: None if pd.isna(v) else format(v, "g") if isinstance(v, float) else str(v))
-        out[column] = values.astype(object)
-    return out

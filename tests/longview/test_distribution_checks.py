@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from longview.ingestion import BatchRejected, ingest_frame
+from longview.ingestion import BatchRejected, as_text, ingest_frame
 from longview.store import load_events
-from longview.synthetic import as_text
 
 ML100K = "ml-100k"
 
