@@ -24,7 +24,7 @@ from longview.datasets import (
 )
 from longview.datasets import download as dl
 from longview.datasets import instacart
-from longview.settings import get_settings
+from tests.conftest import real_data
 
 ID = datasets.ID_PATTERN
 EVENT_TYPES = {"impression", "click", "view", "rating", "purchase"}
@@ -64,10 +64,7 @@ def ratings(tables) -> pd.Series:
 # ---------------------------------------------------------------- the shared real data
 
 def real(name: str) -> Path:
-    folder = get_settings().data_dir / name
-    if not folder.exists():
-        pytest.skip(f"real data {folder} not present (set LONGVIEW_DATA_DIR)")
-    return folder
+    return real_data(name)
 
 
 @pytest.fixture(scope="module")

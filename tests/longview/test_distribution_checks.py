@@ -8,6 +8,7 @@ import pytest
 
 from longview.ingestion import BatchRejected, as_text, ingest_frame
 from longview.store import load_events
+from tests.conftest import real_data
 
 ML100K = "ml-100k"
 
@@ -59,7 +60,7 @@ def test_small_batches_are_not_judged_by_their_distribution(home):
 def test_clean_bursty_movielens_passes_in_chronological_halves(home):
     from longview import datasets
 
-    tables = datasets.load(ML100K, home.data_dir / ML100K)
+    tables = datasets.load(ML100K, real_data(ML100K))
     events = tables.events.sort_values("timestamp", kind="stable").reset_index(drop=True)
     scale = {"rating_min": 1.0, "rating_max": 5.0}
     half = len(events) // 2

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from longview.settings import get_settings
-from tests.conftest import SMALL_WORLD, last_json, longview
+from tests.conftest import SMALL_WORLD, last_json, longview, real_data
 
 EXPECTED = {  # dataset: (events, users, items)
     "ml-100k": (100_000, 943, 1_682),
@@ -17,7 +16,7 @@ EXPECTED = {  # dataset: (events, users, items)
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_prepare_real_dataset(tmp_path, name):
-    data_dir = get_settings().data_dir
+    data_dir = real_data(name).parent
     home = tmp_path / "home"
     result = longview("data", "prepare", "--dataset", name,
                       env={"LONGVIEW_HOME": str(home), "LONGVIEW_DATA_DIR": str(data_dir)})
