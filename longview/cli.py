@@ -78,7 +78,7 @@ def ingest_cmd(
     except BatchRejected as exc:
         typer.echo(f"error: {exc}", err=True)
         _print_json(exc.result.summary())
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     _print_json(result.summary())
 
 
@@ -108,7 +108,7 @@ def data_prepare(
     except BatchRejected as exc:
         typer.echo(f"error: {exc}", err=True)
         _print_json(exc.result.summary())
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 @app.command()

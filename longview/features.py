@@ -8,7 +8,6 @@ import string
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -233,6 +232,3 @@ def historical_user_features(store, entity_df: pd.DataFrame) -> pd.DataFrame:
     service = store.get_feature_service(FEATURE_SERVICE)
     return store.get_historical_features(entity_df=entity_df, features=service).to_df()
 
-
-def feature_repo_path(settings: Settings) -> Path:
-    return settings.feature_repo_dir

@@ -19,7 +19,6 @@ from pydantic_settings import (
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 REGISTERED_MODEL = "longview-recommender"
-FEAST_PROJECT = "longview"
 
 
 def _profile_file() -> Path | None:
@@ -43,7 +42,6 @@ class Settings(BaseSettings):
     # Servers of the production profile (unused by the embedded one).
     postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/longview"
     redis_url: str = "127.0.0.1:6379"
-    redis_key_prefix: str = "longview"
     mlflow_tracking_uri: str | None = None  # default: SQLite in the data home (embedded)
 
     # Privacy: the key of the keyed hash that pseudonymises user ids (generated into the home if unset).
