@@ -80,7 +80,6 @@ def user_profile_table(events: pd.DataFrame, catalogue: pd.DataFrame, recent_n: 
     eng_genres[mask] = genres[known[mask].astype(int).to_numpy()]
 
     by_user = eng.groupby("user_id", sort=False)
-    n_so_far = by_user.cumcount().to_numpy() + 1
     taste_cum = pd.DataFrame(eng_genres).groupby(eng["user_id"].to_numpy(), sort=False).cumsum().to_numpy()
     taste = taste_cum / np.maximum(taste_cum.sum(axis=1, keepdims=True), 1e-9)
 
@@ -117,7 +116,6 @@ def user_profile_table(events: pd.DataFrame, catalogue: pd.DataFrame, recent_n: 
         "mean_dwell": mean_dwell.astype(np.float32),
         "taste": [row.astype(np.float32).tolist() for row in taste],
     })
-    assert (n_so_far > 0).all()
     # Two engagements at the same instant: keep the later row (it has seen both).
     table = table.drop_duplicates(["user_id", "event_timestamp"], keep="last")
     table["created_timestamp"] = table["event_timestamp"]

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from longview.privacy import PREFIX, pseudonym_key, pseudonymise, pseudonymise_table
+from longview.privacy import pseudonym_key, pseudonymise_table
 from longview.settings import Settings
-from longview.store import load_catalogue, load_events
+from longview.store import load_catalogue, load_events, load_users
 from longview.validation import validate_frame
 
 EVENT_OPTIONAL = ["value", "session_id"]
@@ -131,9 +131,8 @@ def add_distribution_columns(frame: pd.DataFrame, history_days: pd.Series) -> pd
     return frame
 
 
-def _history_days(settings: Settings) -> pd.Series:
+def _history_days(stored: pd.DataFrame) -> pd.Series:
     """Events per day over the last 30 days of the stored history (empty with under 7 such days)."""
-    stored = load_events(settings, columns=["timestamp"])
     if stored.empty:
         return pd.Series(dtype=float)
     recent = stored["timestamp"][stored["timestamp"] > stored["timestamp"].max() - pd.Timedelta(days=30)]
@@ -197,17 +196,17 @@ def ingest(settings: Settings, path: Path, table: str = "events", parameters: di
         raise ValueError(f"unknown table {table!r}: expected one of {', '.join(TABLES)}")
     path = Path(path)
     settings.ensure_dirs()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    batch_id = _batch_id(path.read_bytes())
     try:
         raw = read_raw(path)
-    except FileNotFoundError:
-        raise
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
-        batch_id = _batch_id(path.read_bytes())
         kept = settings.quarantine_dir / f"{table}-{batch_id}.unreadable{path.suffix}"
         shutil.copyfile(path, kept)
         result = IngestResult(0, 0, 0, None, batch_id, table, message=f"unreadable file kept at {kept}: {exc}")
         raise BatchRejected(f"cannot read {path}: {exc}", result) from exc
-    return ingest_frame(settings, raw, table, _batch_id(path.read_bytes()), parameters)
+    return ingest_frame(settings, raw, table, batch_id, parameters)
 
 
 def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: str | None = None,
@@ -225,8 +224,9 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
     raw = raw.reset_index(drop=True)
     frame = prepare_events(raw) if table == "events" else raw
     suite_parameters = {**_parameters(settings, table), **(parameters or {})}
+    stored = load_events(settings, columns=["event_id", "timestamp"]) if table == "events" else None
     if table == "events" and {"user_id", "item_id", "event_epoch"} <= set(frame.columns):
-        history = _history_days(settings)
+        history = _history_days(stored)
         frame = add_distribution_columns(frame, history)
         big = received >= settings.min_rows_for_distribution
         suite_parameters |= {
@@ -247,15 +247,15 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
     reasons = pd.Series("", index=raw.index, dtype=object)
     for idx, why in outcome.row_reasons.items():
         reasons[idx] = "; ".join(why)
-    key = pseudonym_key(settings)
+    # From here on, personal ids are pseudonyms (quarantine below still keeps rows as received).
+    frame = pseudonymise_table(frame, table, pseudonym_key(settings))
     if table == "events":
-        # Duplicates: repeated within this batch, or already in the store (whose ids are pseudonyms).
-        ids = pseudonymise(raw["event_id"], key, PREFIX["event_id"])
-        stored = load_events(settings, columns=["event_id"])
+        # Duplicates: repeated within this batch, or already in the store (whose ids are pseudonyms too).
+        ids = frame["event_id"]
         dup = ids.duplicated(keep="first") | ids.isin(set(stored["event_id"]))
     else:
         # Catalogue rows are upserts: the last row for an id wins, earlier ones are duplicates.
-        dup = raw[f"{table[:-1]}_id"].duplicated(keep="last")
+        dup = frame[f"{table[:-1]}_id"].duplicated(keep="last")
     dup &= reasons == ""
     reasons[dup] = "duplicate"
 
@@ -274,14 +274,11 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
     good = frame[~bad]
     if table == "events":
         if len(good):
-            rows = pseudonymise_table(canonical_events(good), table, key)
-            rows.to_parquet(settings.events_dir / f"batch-{batch_id}.parquet", index=False)
+            canonical_events(good).to_parquet(settings.events_dir / f"batch-{batch_id}.parquet", index=False)
     elif table == "items":
         _upsert(settings.catalogue_path, load_catalogue(settings), canonical_items(good), "item_id")
     else:
-        users = pseudonymise_table(good.astype(object).where(good.notna(), None), table, key)
-        previous = pd.read_parquet(settings.users_path) if settings.users_path.exists() else users.iloc[:0]
-        _upsert(settings.users_path, previous, users, "user_id")
+        _upsert(settings.users_path, load_users(settings), good, "user_id")
     return IngestResult(received, int((~bad).sum()), int(bad.sum()), report, batch_id, table, outcome.data_docs,
                         message="ok" if not bad.any() else f"{int(bad.sum())} rows quarantined")
 

@@ -31,11 +31,11 @@ def ingest_landing(settings: Settings) -> list[dict]:
             result: IngestResult = ingest(settings, path, table)
         except BatchRejected as exc:
             result = exc.result
-            rejected.append(f"{path.name}: {exc}")
+            rejected.append((f"{path.name}: {exc}", result))
         summaries.append({"file": path.name, **asdict(result)})
         shutil.move(str(path), done / path.name)
     if rejected:
-        raise BatchRejected("; ".join(rejected), result)
+        raise BatchRejected("; ".join(message for message, _ in rejected), rejected[-1][1])
     return summaries
 
 

@@ -28,6 +28,12 @@ def load_catalogue(settings: Settings) -> pd.DataFrame:
     return pd.read_parquet(settings.catalogue_path)
 
 
+def load_users(settings: Settings) -> pd.DataFrame:
+    if not settings.users_path.exists():
+        return pd.DataFrame({"user_id": pd.Series(dtype=object)})
+    return pd.read_parquet(settings.users_path)
+
+
 def dataset_clock(events: pd.DataFrame) -> pd.Timestamp:
     """The dataset's own 'now': its last event, never the wall clock."""
     if events.empty:
