@@ -112,6 +112,24 @@ def data_prepare(
 
 
 @app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="validation")],
+    root: Annotated[Path | None, typer.Option(help="where the benchmark's own data homes go (default: HOME/bench)")] = None,
+) -> None:
+    """Run a benchmark on the real data in LONGVIEW_DATA_DIR; prints one line per figure."""
+    from longview.bench import BENCHMARKS
+    from longview.datasets import DatasetNotFound
+
+    if name not in BENCHMARKS:
+        _fail(f"unknown benchmark {name!r}: expected one of {', '.join(BENCHMARKS)}", 2)
+    try:
+        for line in BENCHMARKS[name](get_settings(), root):
+            typer.echo(line)
+    except DatasetNotFound as exc:
+        _fail(str(exc), 2)
+
+
+@app.command()
 def features() -> None:
     """Build the user and item feature tables, `feast apply` the repo and materialise online."""
     from longview.pipeline import build_features

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from longview.privacy import pseudonym_key, pseudonymise_table
+from longview.privacy import masks, pseudonym_key, pseudonymise_table
 from longview.settings import Settings
 from longview.store import load_catalogue, load_events, load_users
 from longview.validation import validate_frame
@@ -120,6 +120,27 @@ def prepare_events(raw: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def prepare_items(raw: pd.DataFrame) -> pd.DataFrame:
+    """Items plus the parsed release time (and the text of any release time that does not parse)."""
+    frame = raw.copy()
+    if "release_time" in frame:
+        frame["release_epoch"] = parse_epoch(frame["release_time"])
+        unparsed = frame["release_time"].notna() & frame["release_epoch"].isna()
+        frame["release_time_unparsed"] = frame["release_time"].where(unparsed, None)
+    return frame
+
+
+def prepare_users(raw: pd.DataFrame) -> pd.DataFrame:
+    """Users plus the age as a number for the range check."""
+    frame = raw.copy()
+    if "age" in frame:
+        frame["age_years"] = pd.to_numeric(frame["age"], errors="coerce")
+    return frame
+
+
+PREPARE = {"events": prepare_events, "items": prepare_items, "users": prepare_users}
+
+
 def add_distribution_columns(frame: pd.DataFrame, history_days: pd.Series) -> pd.DataFrame:
     """Batch-level shares and volumes, one value per row, for the distribution expectations."""
     n = max(len(frame), 1)
@@ -140,6 +161,17 @@ def _history_days(stored: pd.DataFrame) -> pd.Series:
     return counts if len(counts) >= 7 else pd.Series(dtype=float)
 
 
+def epoch_times(epoch: pd.Series) -> pd.Series:
+    """Float seconds since the epoch to UTC times, to the microsecond (float seconds carry rounding
+    noise below it); NaN becomes NaT. Only known values are converted: casting NaN with a unit was
+    seen to raise an overflow error inside pandas."""
+    out = pd.Series(pd.NaT, index=epoch.index, dtype="datetime64[ns, UTC]")
+    known = epoch.notna()
+    if known.any():
+        out[known] = pd.to_datetime(epoch[known].astype(float), unit="s", utc=True).dt.round("us")
+    return out
+
+
 def canonical_events(frame: pd.DataFrame) -> pd.DataFrame:
     """Typed event rows for the store (only ever called on accepted rows)."""
     return pd.DataFrame({
@@ -147,19 +179,19 @@ def canonical_events(frame: pd.DataFrame) -> pd.DataFrame:
         "user_id": frame["user_id"].astype(str),
         "item_id": frame["item_id"].astype(str),
         "event_type": frame["event_type"].astype(str),
-        # Float seconds carry rounding noise below the microsecond: times are kept to the microsecond.
-        "timestamp": pd.to_datetime(frame["event_epoch"].astype(float), unit="s", utc=True).dt.round("us"),
+        "timestamp": epoch_times(frame["event_epoch"]),
         "value": pd.to_numeric(frame["value"], errors="coerce").astype(float),
         "session_id": frame["session_id"].astype(object),
     })
 
 
 def canonical_items(frame: pd.DataFrame) -> pd.DataFrame:
+    """Typed catalogue rows (``frame`` as prepared by ``prepare_items``)."""
     out = pd.DataFrame({"item_id": frame["item_id"].astype(str), "title": frame["title"].astype(str)})
     out["genres"] = frame["genres"].fillna("") if "genres" in frame else ""
     out["text"] = frame["text"].fillna(out["title"]) if "text" in frame else out["title"]
-    if "release_time" in frame:
-        out["release_time"] = pd.to_datetime(parse_epoch(frame["release_time"]), unit="s", utc=True)
+    if "release_epoch" in frame:
+        out["release_time"] = epoch_times(frame["release_epoch"])
     else:
         out["release_time"] = pd.NaT
     return out
@@ -172,17 +204,26 @@ def _quarantine(settings: Settings, table: str, batch_id: str, raw: pd.DataFrame
     rows["reason"] = reasons.astype(str)
     rows["batch_id"] = batch_id
     rows.to_parquet(path, index=False)
+    # Quarantine keeps rows exactly as received (raw ids included) so they can be fixed and
+    # replayed: readable by the owner only, like the pseudonym key.
+    path.chmod(0o600)
     return path
 
 
+def _epoch(day: str) -> float:
+    return pd.Timestamp(day, tz="UTC").timestamp()
+
+
 def _parameters(settings: Settings, table: str) -> dict:
-    if table != "events":
+    latest = datetime.now(timezone.utc).timestamp() + settings.future_tolerance_hours * 3600
+    if table == "items":
+        return {"earliest_release_epoch": _epoch(settings.earliest_release), "latest_epoch": latest}
+    if table == "users":
         return {}
-    now = datetime.now(timezone.utc).timestamp()
     catalogue = load_catalogue(settings)
     return {
-        "earliest_epoch": pd.Timestamp(settings.earliest_event, tz="UTC").timestamp(),
-        "latest_epoch": now + settings.future_tolerance_hours * 3600,
+        "earliest_epoch": _epoch(settings.earliest_event),
+        "latest_epoch": latest,
         "dwell_cap_seconds": settings.dwell_cap_seconds,
         "rating_min": settings.rating_min,
         "rating_max": settings.rating_max,
@@ -222,7 +263,7 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
     if received == 0:
         return IngestResult(0, 0, 0, None, batch_id, table, message="empty file: nothing to ingest")
     raw = raw.reset_index(drop=True)
-    frame = prepare_events(raw) if table == "events" else raw
+    frame = PREPARE[table](raw)
     suite_parameters = {**_parameters(settings, table), **(parameters or {})}
     stored = load_events(settings, columns=["event_id", "timestamp"]) if table == "events" else None
     if table == "events" and {"user_id", "item_id", "event_epoch"} <= set(frame.columns):
@@ -234,7 +275,8 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
             "max_item_share": settings.max_item_share if big else None,
             "max_day_volume_ratio": settings.max_day_volume_ratio if big and len(history) else None,
         }
-    outcome = validate_frame(settings, table, frame, suite_parameters, batch_id)
+    key = pseudonym_key(settings)
+    outcome = validate_frame(settings, table, frame, suite_parameters, batch_id, masks(key, table))
     report = str(outcome.report) if outcome.report else None
 
     if outcome.table_failures:
@@ -248,16 +290,20 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
     for idx, why in outcome.row_reasons.items():
         reasons[idx] = "; ".join(why)
     # From here on, personal ids are pseudonyms (quarantine below still keeps rows as received).
-    frame = pseudonymise_table(frame, table, pseudonym_key(settings))
+    frame = pseudonymise_table(frame, table, key)
+    valid = reasons == ""  # duplicates are looked for among valid rows only
     if table == "events":
         # Duplicates: repeated within this batch, or already in the store (whose ids are pseudonyms too).
-        ids = frame["event_id"]
+        ids = frame["event_id"][valid]
         dup = ids.duplicated(keep="first") | ids.isin(set(stored["event_id"]))
     else:
-        # Catalogue rows are upserts: the last row for an id wins, earlier ones are duplicates.
-        dup = frame[f"{table[:-1]}_id"].duplicated(keep="last")
-    dup &= reasons == ""
-    reasons[dup] = "duplicate"
+        # Catalogue rows are upserts: the last row for an id wins, earlier ones are duplicates, and
+        # so is a row identical to the stored one (a re-sent file adds nothing).
+        rows = canonical_items(frame[valid]) if table == "items" else frame.loc[valid, list(raw.columns)]
+        key = f"{table[:-1]}_id"
+        previous = load_catalogue(settings) if table == "items" else load_users(settings)
+        dup = rows[key].duplicated(keep="last") | _unchanged(rows, previous)
+    reasons[dup[dup].index] = "duplicate"
 
     bad = reasons != ""
     # Duplicates are expected (re-sent batches) and do not count towards a broken feed.
@@ -271,16 +317,30 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
 
     if bad.any():
         _quarantine(settings, table, batch_id, raw[bad], reasons[bad])
-    good = frame[~bad]
     if table == "events":
-        if len(good):
-            canonical_events(good).to_parquet(settings.events_dir / f"batch-{batch_id}.parquet", index=False)
-    elif table == "items":
-        _upsert(settings.catalogue_path, load_catalogue(settings), canonical_items(good), "item_id")
-    else:
-        _upsert(settings.users_path, load_users(settings), good, "user_id")
+        if (~bad).any():
+            canonical_events(frame[~bad]).to_parquet(settings.events_dir / f"batch-{batch_id}.parquet", index=False)
+    elif (~bad).any():
+        path = settings.catalogue_path if table == "items" else settings.users_path
+        _upsert(path, previous, rows[~bad[rows.index]], key)
     return IngestResult(received, int((~bad).sum()), int(bad.sum()), report, batch_id, table, outcome.data_docs,
                         message="ok" if not bad.any() else f"{int(bad.sum())} rows quarantined")
+
+
+def _fingerprint(frame: pd.DataFrame) -> pd.Series:
+    """One string per row holding all its values, for exact row comparison."""
+    text = as_text(frame).fillna("\0")
+    out = text.iloc[:, 0].astype(str)
+    for column in text.columns[1:]:
+        out = out + "\x1f" + text[column].astype(str)
+    return out
+
+
+def _unchanged(rows: pd.DataFrame, stored: pd.DataFrame) -> pd.Series:
+    """Rows identical to a stored row (same id, same values in every column the batch has)."""
+    if stored.empty or not set(rows.columns) <= set(stored.columns):
+        return pd.Series(False, index=rows.index)
+    return _fingerprint(rows).isin(set(_fingerprint(stored[list(rows.columns)])))
 
 
 def replay_quarantine(settings: Settings, batch_id: str, parameters: dict | None = None) -> IngestResult:

@@ -44,6 +44,7 @@ def prepare_dataset(settings: Settings, name: str, source: Path | None = None) -
     the same validation and routing as `longview ingest` (catalogue and users first)."""
     from longview import datasets, synthetic
     from longview.ingestion import as_text, ingest_frame
+    from longview.versioning import dvc_tracking
 
     if name == "synthetic":
         world = synthetic.generate(settings.synthetic_users, settings.synthetic_items, settings.synthetic_days,
@@ -65,13 +66,6 @@ def prepare_dataset(settings: Settings, name: str, source: Path | None = None) -
             "dvc": dvc_tracking(settings),
             "tables": {t: {k: getattr(r, k) for k in ("received", "accepted", "quarantined", "report")}
                        for t, r in results.items()}}
-
-
-def dvc_tracking(settings: Settings) -> str:
-    """DVC versions the project's default data home only (dvc.yaml names `.longview/` paths)."""
-    if settings.home == settings.project_root / ".longview":
-        return "tracked: `dvc repro` / `dvc push` version this data home"
-    return f"off: DVC tracks {settings.project_root / '.longview'}, not {settings.home}"
 
 
 def build_features(settings: Settings):

@@ -12,6 +12,7 @@ import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -54,3 +55,10 @@ def pseudonymise_table(frame: pd.DataFrame, table: str, key: bytes) -> pd.DataFr
         if column in out:
             out[column] = pseudonymise(out[column], key, PREFIX[column])
     return out
+
+
+def masks(key: bytes, table: str) -> dict[str, Callable[[object], object]]:
+    """Per personal column, the function that replaces a raw value by its pseudonym (for reports)."""
+    def mask(prefix: str) -> Callable[[object], object]:
+        return lambda value: None if value is None else pseudonym(key, str(value), prefix)
+    return {column: mask(PREFIX[column]) for column in PERSONAL_ID_COLUMNS[table]}

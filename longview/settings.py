@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     rating_min: float = 0.5
     rating_max: float = 5.0
     earliest_event: str = "1995-01-01"
+    # Items (films, products) can be much older than any event; the first films date from the 1880s.
+    earliest_release: str = "1870-01-01"
     future_tolerance_hours: float = 24.0
     max_failure_share: float = 0.5
     # Distribution checks (a broken feed fails the whole batch). Real data is bursty: the busiest
@@ -194,6 +196,7 @@ class Settings(BaseSettings):
         for d in (self.landing_dir, self.events_dir, self.quarantine_dir, self.reports_dir,
                   self.features_dir, self.train_dir, self.feast_dir, self.artifacts_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self.quarantine_dir.chmod(0o700)  # it holds rows as received, raw ids included
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -51,8 +51,12 @@ def validate_frame(
     frame: pd.DataFrame,
     parameters: dict[str, Any],
     batch_id: str,
+    masks: dict[str, Callable[[Any], Any]] | None = None,
 ) -> ValidationOutcome:
-    """Validate ``frame`` with the named suite; rows are identified by the frame's index."""
+    """Validate ``frame`` with the named suite; rows are identified by the frame's index.
+
+    ``masks`` replace the failing values GX reports for personal columns (raw ids) before the
+    result is written to the report and Data Docs."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
@@ -78,6 +82,9 @@ def validate_frame(
     present = set(frame.columns)
     for res in result.results:
         cfg = res.expectation_config
+        mask = (masks or {}).get(cfg.kwargs.get("column"))
+        if mask and res.result:
+            _mask_values(res.result, mask)
         reason = (cfg.meta or {}).get("reason", cfg.type)
         column = cfg.kwargs.get("column")
         if res.success:
@@ -120,3 +127,12 @@ def validate_frame(
     except Exception as exc:  # Data Docs are a convenience: the JSON report is the record.
         log.warning("could not build Data Docs: %s", exc)
     return outcome
+
+
+def _mask_values(result: dict, mask: Callable[[Any], Any]) -> None:
+    """Replace the raw values GX lists for an expectation's failing rows (indexes stay)."""
+    for name in ("partial_unexpected_list", "unexpected_list"):
+        if result.get(name):
+            result[name] = [mask(v) for v in result[name]]
+    if result.get("partial_unexpected_counts"):
+        result["partial_unexpected_counts"] = [{**c, "value": mask(c["value"])} for c in result["partial_unexpected_counts"]]

@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from longview.settings import PROJECT_ROOT
+import yaml
+
+from longview.settings import PROJECT_ROOT, get_settings
+from training.tracking import EXPERIMENT, mlflow_client
 from tests.conftest import SMALL_WORLD
 
 BIN = Path(sys.executable).parent
@@ -42,6 +45,13 @@ def test_repro_push_pull_round_trip(tmp_path):
     assert (home / "train" / "promotion.json").exists()
     again = run([str(BIN / "dvc"), "repro"], repo, env)
     assert "didn't change" in again.stdout or "up to date" in again.stdout
+
+    # The model's data_version tag is the hash dvc.lock records for the train stage's data input.
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    (locked,) = [d["md5"] for d in lock["stages"]["train"]["deps"] if d["path"] == ".longview/features"]
+    client = mlflow_client(get_settings(home=home))
+    (run_info,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    assert run_info.data.tags["data_version"] == locked
 
     run([str(BIN / "dvc"), "push"], repo, env)
     assert any((home / "dvc-remote").rglob("*"))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
-from pathlib import Path
 
 from longview.settings import REGISTERED_MODEL, Settings
 
@@ -42,15 +40,6 @@ def load_version(settings: Settings, version: str):
 
     mlflow_client(settings)
     return mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}/{version}").unwrap_python_model()
-
-
-def files_digest(paths: list[Path]) -> str:
-    """A content hash of the training inputs: which exact data a model saw."""
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def code_version(settings: Settings) -> str:

@@ -14,12 +14,13 @@ from rich.progress import Progress
 
 from longview.features import FEATURE_SERVICE, genre_matrix, genre_vocabulary
 from longview.settings import REGISTERED_MODEL, Settings
+from longview.versioning import data_version
 from training.datasets import Holdout, TrainingData, build_training_data
 from training.encoding import FeatureEncoder
 from training.evaluation import ranking_metrics
 from training.model import SequenceRecommender
 from training.packaged_model import PackagedRecommender
-from training.tracking import CHALLENGER, code_version, files_digest, mlflow_client
+from training.tracking import CHALLENGER, code_version, mlflow_client
 
 K = 10
 
@@ -120,11 +121,11 @@ def train(settings: Settings, epochs: int | None = None) -> TrainResult:
     metrics = evaluate(packaged, data.holdout)
     baseline = evaluate_popularity(packaged, data.holdout)
 
-    inputs = sorted(settings.features_dir.glob("*.parquet"))
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         mlflow.set_tags({
-            "data_version": files_digest(inputs),
+            # DVC's hash of the training inputs: `dvc.lock` records the same one for the train stage.
+            "data_version": data_version(settings.features_dir),
             "dataset_clock": data.clock.isoformat(),
             "holdout_split": data.holdout.split_time.isoformat(),
             "feature_service": FEATURE_SERVICE,

@@ -55,6 +55,9 @@ BAD_ROWS = {
     "hostile id (SQL)": ("b13,u1'; DROP TABLE events;--,i1,click,2024-03-01T10:00:00+00:00,,s1\n", "match_regex(user_id)"),
     "hostile id (path)": ("b14,../../etc/passwd,i1,click,2024-03-01T10:00:00+00:00,,s1\n", "match_regex(user_id)"),
     "oversized id": (f"b15,{'u' * 500},i1,click,2024-03-01T10:00:00+00:00,,s1\n", "match_regex(user_id)"),
+    "look-alike unicode digits in id": ("b16,u\uff11,i1,click,2024-03-01T10:00:00+00:00,,s1\n", "match_regex(user_id)"),
+    "session id with spaces": ("b17,u1,i1,click,2024-03-01T10:00:00+00:00,,my session\n", "match_regex(session_id)"),
+    "terminal escape in event type": ("b18,u1,i1,\x1b[31mclick,2024-03-01T10:00:00+00:00,,s1\n", "in_set(event_type)"),
 }
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from longview.ingestion import ingest
 from longview.privacy import pseudonym, pseudonym_key, pseudonymise
 from longview.settings import get_settings
 
@@ -51,3 +53,23 @@ def test_raw_user_ids_never_reach_stores_features_or_mlflow(trained):
     assert leaks == []
     stored = pd.read_parquet(next(trained.events_dir.glob("*.parquet")))
     assert stored["user_id"].str.startswith("u_").all()
+
+
+def test_validation_reports_name_pseudonyms_and_only_quarantine_keeps_raw_ids(home, tmp_path):
+    raw = "bad user 4242"  # fails the id check, so GX lists it among the failing values
+    path = tmp_path / "batch.csv"
+    rows = [f"g{n},u1,i1,click,2024-03-01T10:00:00+00:00,,s1\n" for n in range(6)]
+    path.write_text("event_id,user_id,item_id,event_type,timestamp,value,session_id\n" + "".join(rows)
+                    + f"x1,{raw},i1,click,2024-03-01T10:00:00+00:00,,s1\n")
+    result = ingest(home, path)
+    assert result.quarantined == 1
+    written = [Path(result.report), *(p for p in home.gx_dir.rglob("*") if p.is_file())]
+    assert any(p.suffix == ".html" for p in written)
+    assert [p for p in written if raw.encode() in p.read_bytes()] == []
+    # Still traceable by whoever holds the key: the report names the failing id's pseudonym.
+    assert pseudonym(pseudonym_key(home), raw) in Path(result.report).read_text()
+    # Quarantine keeps the row as received (to fix and replay), readable by the owner only.
+    kept = home.quarantine_dir / f"events-{result.batch_id}.parquet"
+    assert pd.read_parquet(kept)["user_id"].tolist() == [raw]
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert stat.S_IMODE(home.quarantine_dir.stat().st_mode) == 0o700
