@@ -1,12 +1,38 @@
-"""Feature services: the exact feature set a model version was trained and is served with."""
+"""Feature services: the exact feature set a model version was trained and is served with.
+
+Whether the content service carries text embeddings depends on the data: `longview features`
+writes a manifest, and a dataset without item text gets a service that says so (its tags and
+description) instead of silently zero-filled vectors."""
 
 from feast import FeatureService
 
-from features import item_profile, user_profile
+from features import item_profile, item_text, user_profile
+from longview.features import read_manifest
+from longview.settings import get_settings
 
 recommender_v1 = FeatureService(
     name="recommender_v1",
-    features=[user_profile],
-    description="two-tower sequence recommender: the user profile, including recent items",
+    features=[user_profile[["recent_items", "events_1d", "events_7d", "events_30d", "days_since_prev",
+                            "active_days", "mean_dwell", "taste"]]],
+    description="models trained before return gaps and session depth were features",
 )
-item_popularity_v1 = FeatureService(name="item_popularity_v1", features=[item_profile])
+recommender_v2 = FeatureService(
+    name="recommender_v2",
+    features=[user_profile],
+    description="sequence recommender: the whole user profile, including recent items and return gaps",
+)
+
+if read_manifest(get_settings().features_dir).get("text_embedding"):
+    item_content_v1 = FeatureService(
+        name="item_content_v1",
+        features=[item_profile, item_text],
+        description="content profile with text embeddings",
+        tags={"text_embedding": "present"},
+    )
+else:
+    item_content_v1 = FeatureService(
+        name="item_content_v1",
+        features=[item_profile],
+        description="content profile WITHOUT text embeddings: this dataset has no item text",
+        tags={"text_embedding": "absent: the dataset has no item text"},
+    )

@@ -3,10 +3,16 @@ the given folder and prints one line per figure."""
 
 from __future__ import annotations
 
+import gc
 import resource
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from longview.settings import Settings, get_settings
 
@@ -56,4 +62,81 @@ def validation(settings: Settings, root: Path | None = None, repeats: int = 3) -
     yield f"peak memory: {peak_rss_mib():.0f} MiB"
 
 
-BENCHMARKS: dict[str, Callable[..., Iterator[str]]] = {"validation": validation}
+def _latency(read: Callable[[list[str]], object], users: list[str], size: int, calls: int, seed: int) -> tuple[float, float]:
+    """Median and p99 in ms of ``read`` for ``size`` random users per call."""
+    rng = np.random.default_rng(seed)
+    for _ in range(min(50, calls)):  # warm up connections and code paths
+        read(list(rng.choice(users, size)))
+    times = np.empty(calls)
+    for n in range(calls):
+        batch = list(rng.choice(users, size))
+        start = time.perf_counter()
+        read(batch)
+        times[n] = time.perf_counter() - start
+    return float(np.median(times) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+
+@contextmanager
+def _redis_store(settings: Settings) -> Iterator[Settings]:
+    """The production profile on the local servers, with its own registry database and Feast project
+    (which prefixes every Redis key); both are removed afterwards."""
+    import psycopg
+
+    from longview.feature_store import feature_store
+
+    run = uuid.uuid4().hex[:10]
+    database = f"longview_bench_{run}"
+    admin = settings.postgres_url.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    registry = settings.postgres_url.rsplit("/", 1)[0] + f"/{database}"
+    production = get_settings(home=settings.home, data_dir=settings.data_dir, profile="production",
+                              feast_registry_postgres_url=registry, feast_project=f"bench_{run}")
+    try:
+        yield production
+    finally:
+        feature_store(production).teardown()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def features(settings: Settings, root: Path | None = None, calls: int = 2000) -> Iterator[str]:
+    """Prepare ml-100k in its own data home, build its features, then time online reads of exactly
+    the serving feature set for random users, on SQLite and on Redis, every call reading the store."""
+    from longview.feature_store import OnlineFeatureReader, apply, materialize, online_user_features
+    from longview.features import USER_VIEW, write_feature_tables
+    from longview.pipeline import prepare_dataset
+
+    home = bench_home(settings, "features", root)
+    prepare_dataset(home, "ml-100k")
+    start = time.perf_counter()
+    tables = write_feature_tables(home, progress=False)
+    yield (f"ml-100k feature tables ({len(tables.users):,} user rows, {len(tables.items):,} item rows, "
+           f"{0 if tables.texts is None else len(tables.texts):,} text embeddings): {time.perf_counter() - start:.1f} s")
+    clock = tables.clock
+    # A serving process does not hold the tables: free them, or the garbage collector's passes
+    # over their millions of objects would be timed as read latency.
+    del tables
+    gc.collect()
+    users = sorted(pd.read_parquet(home.features_dir / f"{USER_VIEW}.parquet", columns=["user_id"])["user_id"].unique())
+
+    def measure(name: str, profile: Settings) -> Iterator[str]:
+        store = apply(profile)
+        start = time.perf_counter()
+        materialize(profile, store, clock)
+        yield f"{name} materialise ml-100k (all views, from the start): {time.perf_counter() - start:.1f} s"
+        reader = OnlineFeatureReader(store)
+        for size in (1, 100):
+            median, p99 = _latency(reader.read, users, size, calls, profile.seed)
+            label = "entity" if size == 1 else "entities"
+            yield f"{name} {size} {label}: median {median:.2f} ms, p99 {p99:.2f} ms ({calls} calls)"
+        median, p99 = _latency(lambda ids: online_user_features(store, ids), users, 1, calls // 4, profile.seed)
+        yield f"{name} 1 entity via the Feast SDK (reference): median {median:.2f} ms, p99 {p99:.2f} ms ({calls // 4} calls)"
+
+    yield from measure("sqlite", home)
+    with _redis_store(home) as production:
+        yield from measure("redis", production)
+    yield f"peak memory: {peak_rss_mib():.0f} MiB"
+
+
+BENCHMARKS: dict[str, Callable[..., Iterator[str]]] = {"validation": validation, "features": features}

@@ -57,9 +57,8 @@ def ingest_cmd(
     """Validate a batch with Great Expectations: good rows to the store, bad rows to quarantine.
 
     The last line of output is a JSON summary with received, accepted, quarantined and report."""
-    from longview.ingestion import BatchRejected, ingest
-    from longview.ingestion import replay_quarantine as replay
-    from longview.pipeline import ingest_landing
+    from longview.ingestion import BatchRejected
+    from longview.pipeline import ingest_file, ingest_landing, replay
 
     settings = get_settings()
     try:
@@ -70,7 +69,7 @@ def ingest_cmd(
             for summary in ingest_landing(settings):
                 _print_json(summary)
             return
-        result = ingest(settings, path, table)
+        result = ingest_file(settings, path, table)
     except FileNotFoundError as exc:
         _fail(str(exc), 2)
     except ValueError as exc:
@@ -113,7 +112,7 @@ def data_prepare(
 
 @app.command()
 def bench(
-    name: Annotated[str, typer.Argument(help="validation")],
+    name: Annotated[str, typer.Argument(help="validation or features")],
     root: Annotated[Path | None, typer.Option(help="where the benchmark's own data homes go (default: HOME/bench)")] = None,
 ) -> None:
     """Run a benchmark on the real data in LONGVIEW_DATA_DIR; prints one line per figure."""
@@ -213,8 +212,11 @@ def ui(name: Annotated[str, typer.Argument(help="mlflow, airflow, feast or servi
             str(bindir / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri, "--host", "127.0.0.1",
             "--port", str(UI_PORTS["mlflow"]), "--workers", "1"], env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}))
     elif name == "feast":
-        env = {**os.environ, "LONGVIEW_HOME": str(settings.home)}
-        raise typer.Exit(subprocess.call([str(bindir / "feast"), "-c", str(settings.feature_repo_dir), "ui",
+        from longview.feature_store import config_file, config_values
+
+        env = {**os.environ, **config_values(settings)}
+        raise typer.Exit(subprocess.call([str(bindir / "feast"), "-c", str(settings.feature_repo_dir),
+                                          "-f", str(config_file(settings)), "ui",
                                           "-h", "127.0.0.1", "-p", str(UI_PORTS["feast"])], env=env))
     else:
         _fail(f"unknown UI {name!r}: choose mlflow, airflow, feast or service", 2)

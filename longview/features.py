@@ -1,34 +1,37 @@
-"""Feature tables (as of the dataset clock) and the Feast store that serves them offline and online."""
+"""Feature tables, computed from the event store as of the dataset clock (never the wall clock).
+
+Every row carries two times: ``event_timestamp`` (the moment the profile describes) and
+``created_timestamp`` (when, on the dataset clock, everything behind the row had arrived). A late
+event (one that arrived after the store's clock had passed its time) gives the rows it changes a
+later ``created_timestamp``; the rows it replaced are kept as older versions, so a training set
+built with Feast's ``filter_by_created_timestamp`` sees only what was known at each label time.
+"""
 
 from __future__ import annotations
 
-import importlib
-import os
-import string
-import sys
+import json
 from dataclasses import dataclass
-from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+import pyarrow as pa
 
 from longview.settings import Settings
 from longview.store import INTERACTIONS, dataset_clock, load_catalogue, load_events
 
-FEATURE_SERVICE = "recommender_v1"
-USER_VIEW = "user_profile"
-DEFINITION_MODULES = ("entities", "data_sources", "features", "feature_services")
+FEATURE_SERVICE = "recommender_v2"
+CONTENT_SERVICE = "item_content_v1"
+USER_VIEW, ITEM_VIEW, TEXT_VIEW = "user_profile", "item_profile", "item_text"
+MANIFEST = "manifest.json"
 
 
 @dataclass
-class FeaturesResult:
-    users: int
-    items: int
-    user_rows: int
-    item_rows: int
-    clock: str
-    feature_service: str
+class FeatureTables:
+    users: pd.DataFrame
+    items: pd.DataFrame
+    texts: pd.DataFrame | None  # None: the catalogue has no item text
+    clock: pd.Timestamp
 
 
 def genre_vocabulary(catalogue: pd.DataFrame) -> list[str]:
@@ -65,6 +68,21 @@ def _window_counts(eng: pd.DataFrame, days: int) -> np.ndarray:
     return counts.reset_index(level=0, drop=True).sort_index().to_numpy().astype(np.int64)
 
 
+def _return_gaps(eng: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per engagement row (sorted by user and time): the last and mean return gap in days (the time
+    between a session's first engagement and the previous engagement) and the mean session depth."""
+    user = eng["user_id"]
+    session = eng["session_id"].fillna(eng["event_id"])
+    new_user = user != user.shift()
+    new_session = new_user | (session != session.shift())
+    gap = ((eng["timestamp"] - eng["timestamp"].shift()).dt.total_seconds() / 86_400.0).where(new_session & ~new_user)
+    last_gap = gap.groupby(user, sort=False).ffill().fillna(0.0)
+    mean_gap = (gap.fillna(0.0).groupby(user, sort=False).cumsum()
+                / gap.notna().groupby(user, sort=False).cumsum().replace(0, np.nan)).fillna(0.0)
+    depth = (eng.groupby("user_id", sort=False).cumcount() + 1) / new_session.groupby(user, sort=False).cumsum()
+    return last_gap.to_numpy(), mean_gap.to_numpy(), depth.to_numpy()
+
+
 def user_profile_table(events: pd.DataFrame, catalogue: pd.DataFrame, recent_n: int) -> pd.DataFrame:
     """A user's profile as it stood right after each of their engagements (point-in-time rows)."""
     eng = engagements(events)
@@ -84,11 +102,13 @@ def user_profile_table(events: pd.DataFrame, catalogue: pd.DataFrame, recent_n: 
     taste = taste_cum / np.maximum(taste_cum.sum(axis=1, keepdims=True), 1e-9)
 
     # Dwell comes from the view events, which may follow the engagement row: use all views so far.
-    views = events[events["event_type"] == "view"][["user_id", "timestamp", "value"]].sort_values("timestamp")
-    views = views.assign(dwell_sum=views.groupby("user_id")["value"].cumsum(),
-                         dwell_n=views.groupby("user_id").cumcount() + 1)
+    views = events[events["event_type"] == "view"][["user_id", "timestamp", "value", "arrived_at"]]
+    views = views.sort_values("timestamp")
+    by_viewer = views.groupby("user_id")
+    views = views.assign(dwell_sum=by_viewer["value"].cumsum(), dwell_n=by_viewer.cumcount() + 1,
+                         view_arrived=by_viewer["arrived_at"].cummax())
     dwell = pd.merge_asof(eng[["user_id", "timestamp"]].reset_index().sort_values("timestamp"),
-                          views[["user_id", "timestamp", "dwell_sum", "dwell_n"]],
+                          views[["user_id", "timestamp", "dwell_sum", "dwell_n", "view_arrived"]],
                           on="timestamp", by="user_id").set_index("index").sort_index()
     mean_dwell = (dwell["dwell_sum"] / dwell["dwell_n"]).fillna(0.0).to_numpy()
 
@@ -96,6 +116,7 @@ def user_profile_table(events: pd.DataFrame, catalogue: pd.DataFrame, recent_n: 
     days_since_prev = ((eng["timestamp"] - prev).dt.total_seconds() / 86400.0).fillna(0.0)
     day = eng["timestamp"].dt.floor("D")
     active_days = (~pd.DataFrame({"u": eng["user_id"], "d": day}).duplicated()).groupby(eng["user_id"]).cumsum()
+    last_gap, mean_gap, depth = _return_gaps(eng)
 
     recent: list[list[str]] = []
     for _, items in by_user["item_id"]:
@@ -104,21 +125,28 @@ def user_profile_table(events: pd.DataFrame, catalogue: pd.DataFrame, recent_n: 
             history.append(item)
             recent.append(history[-recent_n:])
 
+    # Known once every event behind the row had arrived (late events push this past the row's time).
+    arrived = by_user["arrived_at"].cummax()
+    created = pd.concat([arrived, dwell["view_arrived"].reindex(arrived.index)], axis=1).max(axis=1)
     table = pd.DataFrame({
         "user_id": eng["user_id"].astype(str),
         "event_timestamp": eng["timestamp"],
+        "created_timestamp": pd.to_datetime(created, utc=True),
         "recent_items": recent,
         "events_1d": _window_counts(eng, 1),
         "events_7d": _window_counts(eng, 7),
         "events_30d": _window_counts(eng, 30),
         "days_since_prev": days_since_prev.astype(np.float32),
+        "last_event_epoch": eng["timestamp"].astype("int64") / 1e9,
         "active_days": active_days.to_numpy().astype(np.int64),
+        "last_return_gap": last_gap.astype(np.float32),
+        "mean_return_gap": mean_gap.astype(np.float32),
+        "mean_session_depth": depth.astype(np.float32),
         "mean_dwell": mean_dwell.astype(np.float32),
         "taste": [row.astype(np.float32).tolist() for row in taste],
     })
     # Two engagements at the same instant: keep the later row (it has seen both).
     table = table.drop_duplicates(["user_id", "event_timestamp"], keep="last")
-    table["created_timestamp"] = table["event_timestamp"]
     return table.reset_index(drop=True)
 
 
@@ -129,70 +157,70 @@ def item_profile_table(events: pd.DataFrame, catalogue: pd.DataFrame, clock: pd.
     counts = pd.crosstab(day, eng["item_id"]).sort_index()
     full_days = pd.date_range(counts.index.min(), clock.floor("D"), freq="D", tz="UTC")
     counts = counts.reindex(full_days, fill_value=0)
-    pop7 = counts.rolling(7, min_periods=1).sum().stack()
-    pop30 = counts.rolling(30, min_periods=1).sum().stack()
-    table = pd.DataFrame({"popularity_7d": pop7, "popularity_30d": pop30})
+    windows = {f"popularity_{n}d": counts.rolling(n, min_periods=1).sum().stack() for n in (1, 7, 30)}
+    # A day's snapshot is known once the latest event of its 30-day window had arrived.
+    arrived_ns = eng["arrived_at"].astype("int64").groupby(day).max().reindex(full_days)
+    arrived = pd.to_datetime(arrived_ns.rolling(30, min_periods=1).max(), utc=True)
+    table = pd.DataFrame(windows)
     table = table[table["popularity_30d"] > 0].reset_index()
-    table.columns = ["day", "item_id", "popularity_7d", "popularity_30d"]
+    table.columns = ["day", "item_id", *windows]
     # A day's snapshot is stamped at its end (or at the clock for the last, partial day).
     table["event_timestamp"] = (table["day"] + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)).clip(upper=clock)
-    release = catalogue.set_index("item_id")["release_time"] if "release_time" in catalogue else pd.Series(dtype=object)
+    table["created_timestamp"] = pd.concat([table["event_timestamp"], table["day"].map(arrived)], axis=1).max(axis=1)
+    items = catalogue.set_index("item_id")
+    release = items["release_time"] if "release_time" in items else pd.Series(dtype="datetime64[ns, UTC]")
     released = pd.to_datetime(table["item_id"].map(release), utc=True)
     table["age_days"] = ((table["event_timestamp"] - released).dt.total_seconds() / 86400.0).fillna(-1.0)
-    table["created_timestamp"] = table["event_timestamp"]
-    return table[["item_id", "event_timestamp", "created_timestamp", "popularity_7d", "popularity_30d", "age_days"]].astype(
-        {"popularity_7d": np.int64, "popularity_30d": np.int64, "age_days": np.float32})
+    table["genres"] = table["item_id"].map(items["genres"]).fillna("")
+    columns = ["item_id", "event_timestamp", "created_timestamp", *windows, "age_days", "genres"]
+    return table[columns].astype({**{w: np.int64 for w in windows}, "age_days": np.float32})
 
 
-def repo_config(settings: Settings):
-    """The profile's feature_store.yaml, filled in from the settings."""
-    from feast import RepoConfig
+def item_text_table(catalogue: pd.DataFrame, since: pd.Timestamp, progress: bool = True) -> pd.DataFrame | None:
+    """One text embedding per item that has text (None when no item has any), valid from ``since``
+    (an item's description is known from the start of the data)."""
+    from longview.text_embedding import encode
 
-    name = "feature_store.yaml" if settings.profile == "embedded" else "feature_store.production.yaml"
-    text = (settings.feature_repo_dir / name).read_text()
-    values = {
-        "LONGVIEW_HOME": str(settings.home),
-        "LONGVIEW_FEAST_REGISTRY_URL": settings.postgres_url.rsplit("/", 1)[0] + "/feast",
-        "LONGVIEW_REDIS_URL": settings.redis_url,
-    }
-    raw = yaml.safe_load(string.Template(text).substitute(values))
-    return RepoConfig(repo_path=settings.feature_repo_dir, **raw)
-
-
-def feature_store(settings: Settings):
-    from feast import FeatureStore
-
-    settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(config=repo_config(settings))
+    texts = catalogue["text"] if "text" in catalogue else pd.Series(dtype=object)
+    has_text = texts.notna() & (texts.astype(str).str.strip() != "")
+    if not has_text.any():
+        return None
+    vectors = encode(texts[has_text].astype(str).tolist(), progress=progress)
+    return pd.DataFrame({
+        "item_id": catalogue.loc[has_text, "item_id"].astype(str).to_numpy(),
+        "event_timestamp": since,
+        "created_timestamp": since,
+        "text_embedding": [v.tolist() for v in vectors],
+    })
 
 
-def load_definitions(settings: Settings) -> list:
-    """Import the feature repo's modules afresh for this data home (its sources point into it)."""
-    from feast import Entity, FeatureService, FeatureView, FileSource
-
-    repo = str(settings.feature_repo_dir)
-    for name in DEFINITION_MODULES:
-        sys.modules.pop(name, None)
-    previous = os.environ.get("LONGVIEW_HOME")
-    os.environ["LONGVIEW_HOME"] = str(settings.home)  # data_sources.py reads the settings
-    sys.path.insert(0, repo)
-    try:
-        modules = [importlib.import_module(name) for name in DEFINITION_MODULES]
-    finally:
-        sys.path.remove(repo)
-        if previous is None:
-            os.environ.pop("LONGVIEW_HOME", None)
-        else:
-            os.environ["LONGVIEW_HOME"] = previous
-    objects: list = []
-    for module in modules:
-        for value in vars(module).values():
-            if isinstance(value, (Entity, FileSource, FeatureView, FeatureService)) and value not in objects:
-                objects.append(value)
-    return objects
+TEXT_SCHEMA = pa.schema([("item_id", pa.string()), ("event_timestamp", pa.timestamp("ns", tz="UTC")),
+                         ("created_timestamp", pa.timestamp("ns", tz="UTC")), ("text_embedding", pa.list_(pa.float32()))])
 
 
-def write_feature_tables(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+def _no_texts() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=object) for name in TEXT_SCHEMA.names})
+
+
+def _fingerprint(frame: pd.DataFrame) -> pd.Series:
+    return pd.util.hash_pandas_object(frame.astype(str), index=False)
+
+
+def keep_superseded(previous: pd.DataFrame | None, current: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """``current`` plus the rows of ``previous`` that a later version replaced (same key, earlier
+    created_timestamp, other values): what was known before late data arrived stays queryable."""
+    if previous is None or previous.empty or list(previous.columns) != list(current.columns):
+        return current
+    latest = current.set_index(key)["created_timestamp"]
+    old_keys = pd.MultiIndex.from_frame(previous[key]) if len(key) > 1 else pd.Index(previous[key[0]])
+    replaced_at = pd.Series(latest.reindex(old_keys).to_numpy(), index=previous.index)
+    changed = ~_fingerprint(previous).isin(set(_fingerprint(current)))
+    superseded = previous[changed & replaced_at.notna() & (previous["created_timestamp"] < replaced_at)]
+    return pd.concat([superseded, current], ignore_index=True).sort_values([*key, "created_timestamp"],
+                                                                          kind="stable").reset_index(drop=True)
+
+
+def compute_feature_tables(settings: Settings, progress: bool = True) -> FeatureTables:
     events = load_events(settings)
     clock = dataset_clock(events)
     catalogue = load_catalogue(settings)
@@ -200,33 +228,29 @@ def write_feature_tables(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame
         raise ValueError("the item catalogue is empty: ingest it first (longview ingest items.csv --table items)")
     users = user_profile_table(events, catalogue, settings.recent_items)
     items = item_profile_table(events, catalogue, clock)
-    settings.features_dir.mkdir(parents=True, exist_ok=True)
-    users.to_parquet(settings.features_dir / "user_profile.parquet", index=False)
-    items.to_parquet(settings.features_dir / "item_profile.parquet", index=False)
-    return users, items, clock
+    texts = item_text_table(catalogue, events["timestamp"].min(), progress)
+    return FeatureTables(users, items, texts, clock)
 
 
-def build_features(settings: Settings) -> FeaturesResult:
-    """Compute the feature tables, apply the Feast repo and materialise up to the dataset clock."""
-    users, items, clock = write_feature_tables(settings)
-    store = feature_store(settings)
-    store.apply(load_definitions(settings))
-    ttl = timedelta(days=365)
-    store.materialize(start_date=(clock - ttl).to_pydatetime(), end_date=(clock + timedelta(seconds=1)).to_pydatetime())
-    return FeaturesResult(
-        users=int(users["user_id"].nunique()), items=int(items["item_id"].nunique()),
-        user_rows=len(users), item_rows=len(items), clock=clock.isoformat(), feature_service=FEATURE_SERVICE,
-    )
+def write_feature_tables(settings: Settings, progress: bool = True) -> FeatureTables:
+    """Compute the tables and write them where the Feast sources read them, keeping superseded
+    versions; the manifest says what the data offers (text embeddings or not)."""
+    tables = compute_feature_tables(settings, progress)
+    folder = settings.features_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, table, key in ((USER_VIEW, tables.users, ["user_id", "event_timestamp"]),
+                             (ITEM_VIEW, tables.items, ["item_id", "event_timestamp"])):
+        path = folder / f"{name}.parquet"
+        previous = pd.read_parquet(path) if path.exists() else None
+        keep_superseded(previous, table, key).to_parquet(path, index=False)
+    # Without item text the view's source is an empty table: no rows, never zero-filled vectors.
+    texts = tables.texts if tables.texts is not None else _no_texts()
+    texts.to_parquet(folder / f"{TEXT_VIEW}.parquet", index=False, schema=TEXT_SCHEMA)
+    manifest = {"text_embedding": tables.texts is not None, "clock": tables.clock.isoformat()}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return tables
 
 
-def online_user_features(store, user_ids: list[str]) -> dict[str, list]:
-    """The serving feature set for these users, read from the online store."""
-    service = store.get_feature_service(FEATURE_SERVICE)
-    return store.get_online_features(features=service, entity_rows=[{"user_id": u} for u in user_ids]).to_dict()
-
-
-def historical_user_features(store, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time correct join of the user profile onto (user_id, event_timestamp) rows."""
-    service = store.get_feature_service(FEATURE_SERVICE)
-    return store.get_historical_features(entity_df=entity_df, features=service).to_df()
-
+def read_manifest(features_dir: Path) -> dict:
+    path = features_dir / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {"text_embedding": False}

@@ -42,6 +42,7 @@ class IngestResult:
     table: str
     data_docs: str | None = None
     message: str = ""
+    online_users_updated: int = 0  # users whose online features were refreshed by this batch
 
     def summary(self) -> dict:
         return asdict(self)
@@ -172,16 +173,28 @@ def epoch_times(epoch: pd.Series) -> pd.Series:
     return out
 
 
-def canonical_events(frame: pd.DataFrame) -> pd.DataFrame:
+def arrival_times(times: pd.Series, store_clock: pd.Timestamp | None) -> pd.Series:
+    """When each event became known, on the dataset clock. An event newer than the store's clock
+    streams in at its own time; an older one is late and arrived with its batch (the batch's
+    latest time, or the store's clock if later). A first load has nothing late."""
+    if store_clock is None or pd.isna(store_clock) or times.empty:
+        return times
+    batch_arrival = max(times.max(), store_clock)
+    return times.where(times >= store_clock, batch_arrival)
+
+
+def canonical_events(frame: pd.DataFrame, store_clock: pd.Timestamp | None = None) -> pd.DataFrame:
     """Typed event rows for the store (only ever called on accepted rows)."""
+    times = epoch_times(frame["event_epoch"])
     return pd.DataFrame({
         "event_id": frame["event_id"].astype(str),
         "user_id": frame["user_id"].astype(str),
         "item_id": frame["item_id"].astype(str),
         "event_type": frame["event_type"].astype(str),
-        "timestamp": epoch_times(frame["event_epoch"]),
+        "timestamp": times,
         "value": pd.to_numeric(frame["value"], errors="coerce").astype(float),
         "session_id": frame["session_id"].astype(object),
+        "arrived_at": arrival_times(times, store_clock),
     })
 
 
@@ -189,7 +202,7 @@ def canonical_items(frame: pd.DataFrame) -> pd.DataFrame:
     """Typed catalogue rows (``frame`` as prepared by ``prepare_items``)."""
     out = pd.DataFrame({"item_id": frame["item_id"].astype(str), "title": frame["title"].astype(str)})
     out["genres"] = frame["genres"].fillna("") if "genres" in frame else ""
-    out["text"] = frame["text"].fillna(out["title"]) if "text" in frame else out["title"]
+    out["text"] = frame["text"] if "text" in frame else None  # none: no text embedding for the item
     if "release_epoch" in frame:
         out["release_time"] = epoch_times(frame["release_epoch"])
     else:
@@ -319,7 +332,9 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
         _quarantine(settings, table, batch_id, raw[bad], reasons[bad])
     if table == "events":
         if (~bad).any():
-            canonical_events(frame[~bad]).to_parquet(settings.events_dir / f"batch-{batch_id}.parquet", index=False)
+            clock = stored["timestamp"].max() if len(stored) else None
+            canonical_events(frame[~bad], clock).to_parquet(settings.events_dir / f"batch-{batch_id}.parquet",
+                                                            index=False)
     elif (~bad).any():
         path = settings.catalogue_path if table == "items" else settings.users_path
         _upsert(path, previous, rows[~bad[rows.index]], key)

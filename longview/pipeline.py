@@ -18,6 +18,32 @@ def landing_files(settings: Settings) -> list[tuple[Path, str]]:
     return [(p, "items") for p in items] + [(p, "events") for p in events]
 
 
+def ingest_file(settings: Settings, path: Path, table: str = "events") -> IngestResult:
+    """Ingest one file; accepted events also refresh their users' online features right away."""
+    return freshen_online(settings, ingest(settings, path, table))
+
+
+def replay(settings: Settings, batch_id: str) -> IngestResult:
+    from longview.ingestion import replay_quarantine
+
+    return freshen_online(settings, replay_quarantine(settings, batch_id))
+
+
+def freshen_online(settings: Settings, result: IngestResult) -> IngestResult:
+    """Push the new profile of every user in an accepted events batch to the online store (once the
+    feature store exists), so serving sees new events before the next materialisation."""
+    if result.table != "events" or not result.accepted:
+        return result
+    import pandas as pd
+
+    from longview.feature_store import push_fresh_user_features
+
+    batch = settings.events_dir / f"batch-{result.batch_id}.parquet"
+    users = pd.read_parquet(batch, columns=["user_id"])["user_id"].unique().tolist()
+    result.online_users_updated = push_fresh_user_features(settings, users)
+    return result
+
+
 def ingest_landing(settings: Settings) -> list[dict]:
     """Ingest every file in the landing folder, moving each to landing/processed/ once routed.
 
@@ -28,7 +54,7 @@ def ingest_landing(settings: Settings) -> list[dict]:
     summaries, rejected = [], []
     for path, table in landing_files(settings):
         try:
-            result: IngestResult = ingest(settings, path, table)
+            result: IngestResult = ingest_file(settings, path, table)
         except BatchRejected as exc:
             result = exc.result
             rejected.append((f"{path.name}: {exc}", result))
@@ -69,7 +95,7 @@ def prepare_dataset(settings: Settings, name: str, source: Path | None = None) -
 
 
 def build_features(settings: Settings):
-    from longview.features import build_features as build
+    from longview.feature_store import build_features as build
 
     return build(settings)
 

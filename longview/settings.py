@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # Servers of the production profile (unused by the embedded one).
     postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/longview"
     redis_url: str = "127.0.0.1:6379"
+    # The Feast registry's database (production); default: a `feast` database beside postgres_url's.
+    feast_registry_postgres_url: str | None = None
+    # The Feast project names the registry's objects and prefixes every online-store key.
+    feast_project: str = Field(default="longview", pattern=r"^[A-Za-z0-9_]{1,60}$")
     mlflow_tracking_uri: str | None = None  # default: SQLite in the data home (embedded)
 
     # Privacy: the key of the keyed hash that pseudonymises user ids (generated into the home if unset).
@@ -69,6 +73,8 @@ class Settings(BaseSettings):
 
     # Features and model.
     recent_items: int = 20
+    # Incremental materialisation re-reads this much before the last run's end, for late data.
+    materialize_overlap_days: float = Field(default=7.0, ge=0)
     holdout_share: float = 0.2
     epochs: int = 20
     batch_size: int = 256
@@ -103,6 +109,10 @@ class Settings(BaseSettings):
         self.home = self.home.expanduser().resolve()
         self.data_dir = self.data_dir.expanduser().resolve()
         return self
+
+    @property
+    def feast_registry_url(self) -> str:
+        return self.feast_registry_postgres_url or self.postgres_url.rsplit("/", 1)[0] + "/feast"
 
     # Layout of the data home.
     @property

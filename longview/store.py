@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow.parquet as pq
 
+from longview.datasets.tables import EVENT_COLUMNS as INPUT_COLUMNS
 from longview.settings import Settings
 
-EVENT_COLUMNS = ["event_id", "user_id", "item_id", "event_type", "timestamp", "value", "session_id"]
+# The canonical input columns plus when each event arrived (on the dataset clock).
+EVENT_COLUMNS = [*INPUT_COLUMNS, "arrived_at"]
 # Events that show interest in an item (impressions alone do not).
 INTERACTIONS = ("click", "view", "rating", "purchase")
 
@@ -16,10 +19,19 @@ def load_events(settings: Settings, columns: list[str] | None = None) -> pd.Data
     cols = columns or EVENT_COLUMNS
     if not files:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    frame = pd.concat([pd.read_parquet(f, columns=cols) for f in files], ignore_index=True)
+    frame = pd.concat([_read_batch(f, cols) for f in files], ignore_index=True)
     if "timestamp" in frame:
         frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
     return frame
+
+
+def _read_batch(path, columns: list[str]) -> pd.DataFrame:
+    """One stored batch; batches written before events had an arrival time arrived on time."""
+    present = set(pq.read_schema(path).names)
+    frame = pd.read_parquet(path, columns=[c for c in columns if c in present])
+    if "arrived_at" in columns and "arrived_at" not in present:
+        frame["arrived_at"] = pd.read_parquet(path, columns=["timestamp"])["timestamp"]
+    return frame[columns]
 
 
 def load_catalogue(settings: Settings) -> pd.DataFrame:

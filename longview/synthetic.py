@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from longview.datasets.tables import EVENT_COLUMNS
+
 GENRES = ["action", "comedy", "drama", "horror", "romance", "scifi", "documentary", "animation"]
 _WORDS = {
     "action": ["Fury", "Strike", "Chase", "Blade", "Siege"],
@@ -26,7 +28,6 @@ _WORDS = {
     "animation": ["Toys", "Dragon", "Bunny", "Pixel", "Cloud"],
 }
 ORIGIN = datetime(2024, 3, 1, tzinfo=timezone.utc)
-EVENT_COLUMNS = ["event_id", "user_id", "item_id", "event_type", "timestamp", "value", "session_id"]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 import bentoml
 from pydantic import Field
 
-from longview.features import feature_store, online_user_features
+from longview.feature_store import FeatureStoreError, OnlineFeatureReader, feature_store
 from longview.privacy import pseudonym, pseudonym_key
 from longview.settings import get_settings
 from serving.ranking import rank_for_user
@@ -32,13 +32,18 @@ class Recommender:
             raise RuntimeError("no @champion model in the registry: run `longview train` and `longview promote`")
         self.model_version = str(champion.version)
         self.model = load_version(settings, self.model_version)
-        self.store = feature_store(settings)
+        self.features = OnlineFeatureReader(feature_store(settings))
         self.key = pseudonym_key(settings)  # callers send their own ids; features are keyed by pseudonym
         log.info("serving longview-recommender version %s", self.model_version)
 
     @bentoml.api
     def recommend(self, user_id: UserId, k: TopK) -> dict:
         """Top-k items for a user, with scores and the model version that ranked them."""
-        features = online_user_features(self.store, [pseudonym(self.key, user_id)])
+        try:
+            features = self.features.read([pseudonym(self.key, user_id)])
+        except FeatureStoreError as exc:  # the caller still gets an answer, labelled as a fallback
+            log.error("online features unavailable: %s", exc)
+            return rank_for_user(self.model, self.model_version, user_id, {}, k,
+                                 why="popularity: the feature store is unavailable")
         row = {name: values[0] for name, values in features.items()}
         return rank_for_user(self.model, self.model_version, user_id, row, k)

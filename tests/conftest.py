@@ -35,6 +35,27 @@ def real_data(name: str) -> Path:
     return folder
 
 
+def require_servers() -> None:
+    """The production profile's PostgreSQL and Redis on 127.0.0.1. CI starts them (.ci/run), so there
+    an unreachable server fails the test; elsewhere it is skipped with the reason."""
+    import psycopg
+    import redis
+
+    problems = []
+    try:
+        psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=3).close()
+    except psycopg.Error as exc:
+        problems.append(f"PostgreSQL on 127.0.0.1:5432 is unreachable: {exc}")
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_timeout=3).ping()
+    except redis.RedisError as exc:
+        problems.append(f"Redis on 127.0.0.1:6379 is unreachable: {exc}")
+    if problems:
+        if os.environ.get("CI"):
+            pytest.fail("; ".join(problems))
+        pytest.skip("; ".join(problems))
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """A fresh, empty data home for this test."""

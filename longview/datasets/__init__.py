@@ -135,6 +135,8 @@ def load(name: str, folder: Path, session_gap_minutes: float = 30) -> CanonicalT
     if missing:
         raise _not_found(name, folder, missing)
     events, items, users = _LOADERS[info.layout](folder, session_gap_minutes)
+    if not info.has_text:
+        items = items.assign(text=None)  # ids only: nothing worth embedding, and nothing invented
     return CanonicalTables(events=events, items=items, users=users, spec=info)
 
 

@@ -128,11 +128,11 @@ def item_frame(item_id, title, genres=None, release_time=None, tags: pd.Series |
 
 
 def add_missing_items(items: pd.DataFrame, events: pd.DataFrame, title_prefix: str) -> pd.DataFrame:
-    """Items that events name but the catalogue lacks get an id-only row (title "<prefix> <id>")."""
+    """Items that events name but the catalogue lacks get an id-only row (title "<prefix> <id>", no text)."""
     missing = pd.Index(events["item_id"].unique()).difference(pd.Index(items["item_id"]))
     if len(missing) == 0:
         return items
-    extra = item_frame(missing, [f"{title_prefix} {m[1:]}" for m in missing])
+    extra = item_frame(missing, [f"{title_prefix} {m[1:]}" for m in missing]).assign(text=None)
     return pd.concat([items, extra], ignore_index=True)
 
 

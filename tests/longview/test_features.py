@@ -1,70 +1,68 @@
-"""The real Feast repo: apply, materialise, online reads and point-in-time joins."""
+"""The feature tables: user and content profiles computed from the event store, as of each row."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from longview import pipeline
-from longview.features import FEATURE_SERVICE, feature_store, historical_user_features, online_user_features
-
-
-@pytest.fixture
-def featured(home, monkeypatch):
-    monkeypatch.setenv("LONGVIEW_SYNTHETIC_USERS", "40")
-    monkeypatch.setenv("LONGVIEW_SYNTHETIC_DAYS", "20")
-    from longview.settings import get_settings
-
-    settings = get_settings()
-    pipeline.generate_synthetic(settings)
-    pipeline.ingest_landing(settings)
-    result = pipeline.build_features(settings)
-    table = pd.read_parquet(settings.features_dir / "user_profile.parquet")
-    return settings, result, table
-
-
-def test_apply_materialise_and_read_online(featured):
-    settings, result, table = featured
-    assert result.feature_service == FEATURE_SERVICE
-    store = feature_store(settings)
-    assert {fv.name for fv in store.list_feature_views()} == {"user_profile", "item_profile"}
-    latest = table.sort_values("event_timestamp").groupby("user_id").tail(1).set_index("user_id")
-    user = latest.index[0]
-    online = online_user_features(store, [user, "nobody-here"])
-    assert online["recent_items"][0] == list(latest.loc[user, "recent_items"])
-    assert online["events_30d"][0] == latest.loc[user, "events_30d"]
-    assert online["recent_items"][1] is None, "an unknown user has no features, not someone else's"
-
-
-def test_materialisation_uses_the_dataset_clock_not_the_wall_clock(featured):
-    settings, result, table = featured
-    clock = pd.Timestamp(result.clock)
-    assert clock.year == 2024, "synthetic data lives in 2024; the clock must come from the data"
-    from longview.store import load_events
-
-    assert clock == load_events(settings)["timestamp"].max()
-    assert clock >= table["event_timestamp"].max()
-
-
-def test_historical_join_does_not_leak_later_values(featured):
-    settings, _, table = featured
-    rows = table.sort_values("event_timestamp")
-    user = rows.groupby("user_id").size().idxmax()
-    mine = rows[rows["user_id"] == user].reset_index(drop=True)
-    first, second = mine.iloc[0], mine.iloc[1]
-    between = first["event_timestamp"] + (second["event_timestamp"] - first["event_timestamp"]) / 2
-    entity = pd.DataFrame({"user_id": [user, user], "event_timestamp": [between, mine["event_timestamp"].max()]})
-    joined = historical_user_features(feature_store(settings), entity).sort_values("event_timestamp")
-    assert list(joined["recent_items"].iloc[0]) == list(first["recent_items"])
-    assert len(joined["recent_items"].iloc[1]) >= len(joined["recent_items"].iloc[0])
-    assert list(joined["recent_items"].iloc[1]) == list(mine.iloc[-1]["recent_items"])
+from longview.features import keep_superseded, user_profile_table
 
 
 def test_user_profile_counts_are_consistent(featured):
-    _, _, table = featured
+    settings, _ = featured
+    table = pd.read_parquet(settings.features_dir / "user_profile.parquet")
     assert (table["events_1d"] <= table["events_7d"]).all()
     assert (table["events_7d"] <= table["events_30d"]).all()
     assert (table["days_since_prev"] >= 0).all()
+    assert (table["last_return_gap"] >= 0).all() and (table["mean_return_gap"] >= 0).all()
+    assert (table["mean_session_depth"] >= 1).all()
     assert table["recent_items"].map(len).between(1, 20).all()
     taste = pd.DataFrame(table["taste"].tolist())
     assert ((taste.sum(axis=1) - 1).abs() < 1e-4).all()
+    assert (table["created_timestamp"] >= table["event_timestamp"]).all()
+
+
+def _events(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
+    """(user, item, session, time) rows as stored events, all arrived on time."""
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "session_id", "timestamp"])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    frame["event_id"] = [f"e{n}" for n in range(len(frame))]
+    frame["event_type"] = "click"
+    frame["value"] = np.nan
+    frame["arrived_at"] = frame["timestamp"]
+    return frame
+
+
+def test_return_gaps_and_session_depth_follow_the_sessions():
+    events = _events([
+        ("a", "i1", "s1", "2024-03-01T10:00"), ("a", "i2", "s1", "2024-03-01T10:05"),
+        ("a", "i3", "s2", "2024-03-03T10:05"),  # back after 2 days
+        ("a", "i4", "s3", "2024-03-09T10:05"), ("a", "i5", "s3", "2024-03-09T10:10"),  # after 6 days
+    ])
+    catalogue = pd.DataFrame({"item_id": [f"i{n}" for n in range(1, 6)], "genres": "drama"})
+    table = user_profile_table(events, catalogue, recent_n=3)
+    assert table["last_return_gap"].tolist() == pytest.approx([0, 0, 2, 6, 6])
+    assert table["mean_return_gap"].tolist() == pytest.approx([0, 0, 2, 4, 4])
+    assert table["mean_session_depth"].tolist() == pytest.approx([1, 2, 1.5, 4 / 3, 5 / 3])
+    assert table["recent_items"].iloc[-1] == ["i3", "i4", "i5"]
+    assert table["last_event_epoch"].iloc[-1] == pd.Timestamp("2024-03-09T10:10", tz="UTC").timestamp()
+
+
+def test_late_events_make_new_versions_and_old_ones_stay():
+    catalogue = pd.DataFrame({"item_id": ["i1", "i2", "i3"], "genres": "drama"})
+    on_time = _events([("a", "i1", "s1", "2024-03-01T10:00"), ("a", "i2", "s2", "2024-03-05T10:00")])
+    before = user_profile_table(on_time, catalogue, 5)
+    late = _events([("a", "i3", "s9", "2024-03-03T10:00")]).assign(
+        event_id="late", arrived_at=pd.Timestamp("2024-03-06T00:00", tz="UTC"))
+    after = user_profile_table(pd.concat([on_time, late], ignore_index=True), catalogue, 5)
+    # The late event changes the 03-05 row, which is now known only from the late arrival on.
+    row = after.set_index("event_timestamp").loc[pd.Timestamp("2024-03-05T10:00", tz="UTC")]
+    assert row["recent_items"] == ["i1", "i3", "i2"]
+    assert row["created_timestamp"] == pd.Timestamp("2024-03-06T00:00", tz="UTC")
+    versions = keep_superseded(before, after, ["user_id", "event_timestamp"])
+    at_0305 = versions[versions["event_timestamp"] == pd.Timestamp("2024-03-05T10:00", tz="UTC")]
+    assert [list(r) for r in at_0305["recent_items"]] == [["i1", "i2"], ["i1", "i3", "i2"]]
+    # Rebuilding with nothing new keeps exactly the same versions.
+    again = keep_superseded(versions, after, ["user_id", "event_timestamp"])
+    assert len(again) == len(versions) == len(after) + 1

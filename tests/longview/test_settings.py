@@ -50,7 +50,7 @@ def test_production_profile_switches_every_store(monkeypatch, tmp_path):
     assert settings.profile == "production"
     assert settings.tracking_uri.startswith("postgresql")
     assert settings.airflow_env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
-    from longview.features import repo_config
+    from longview.feature_store import repo_config
 
     config = repo_config(settings)
     assert config.online_store.type == "redis"

@@ -8,7 +8,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from longview.features import USER_VIEW, feature_store, online_user_features
+from longview.feature_store import feature_store, online_user_features
+from longview.features import USER_VIEW
 from longview.privacy import pseudonym, pseudonym_key
 from longview.service_process import running_service
 from training.tracking import CHAMPION, alias_version, mlflow_client

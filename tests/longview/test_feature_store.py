@@ -1,0 +1,197 @@
+"""The real Feast repo on the embedded profile: apply, materialise, point-in-time joins without
+leaks (late data included), online/offline parity, push freshness, incremental materialisation,
+and clear errors for bad requests."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from longview import pipeline
+from longview.feature_store import (
+    FeatureStoreError,
+    OnlineFeatureReader,
+    build_features,
+    feature_store,
+    historical_user_features,
+    online_user_features,
+)
+from longview.features import FEATURE_SERVICE, USER_VIEW
+from longview.ingestion import ingest
+from longview.privacy import pseudonym, pseudonym_key
+from longview.store import load_events
+
+HEADER = "event_id,user_id,item_id,event_type,timestamp,value,session_id\n"
+
+
+def latest_rows(settings) -> pd.DataFrame:
+    table = pd.read_parquet(settings.features_dir / f"{USER_VIEW}.parquet")
+    return table.sort_values(["event_timestamp", "created_timestamp"]).groupby("user_id").tail(1).set_index("user_id")
+
+
+def same(a, b) -> bool:
+    if isinstance(a, (list, np.ndarray)) or isinstance(b, (list, np.ndarray)):
+        return a is not None and b is not None and np.allclose(np.asarray(a, float), np.asarray(b, float)) \
+            if np.asarray(a).dtype.kind in "fi" else list(a) == list(b)
+    if isinstance(a, float) or isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-6)
+    return a == b
+
+
+def test_apply_materialise_and_read_online(featured):
+    settings, result = featured
+    assert result.feature_service == FEATURE_SERVICE and result.text_embeddings > 0
+    store = feature_store(settings)
+    assert {fv.name for fv in store.list_feature_views()} == {"user_profile", "item_profile", "item_text"}
+    latest = latest_rows(settings)
+    user = latest.index[0]
+    online = online_user_features(store, [user, "nobody-here"])
+    assert online["recent_items"][0] == list(latest.loc[user, "recent_items"])
+    assert online["events_30d"][0] == latest.loc[user, "events_30d"]
+    assert online["recent_items"][1] is None, "an unknown user has no features, not someone else's"
+
+
+def test_materialisation_uses_the_dataset_clock_not_the_wall_clock(featured):
+    settings, result = featured
+    clock = pd.Timestamp(result.clock)
+    assert clock.year == 2024, "synthetic data lives in 2024; the clock must come from the data"
+    assert clock == load_events(settings)["timestamp"].max()
+
+
+def test_historical_join_does_not_leak_later_values(featured):
+    settings, _ = featured
+    table = pd.read_parquet(settings.features_dir / f"{USER_VIEW}.parquet").sort_values("event_timestamp")
+    user = table.groupby("user_id").size().idxmax()
+    mine = table[table["user_id"] == user].reset_index(drop=True)
+    first, second = mine.iloc[0], mine.iloc[1]
+    between = first["event_timestamp"] + (second["event_timestamp"] - first["event_timestamp"]) / 2
+    entity = pd.DataFrame({"user_id": [user, user], "event_timestamp": [between, mine["event_timestamp"].max()]})
+    joined = historical_user_features(feature_store(settings), entity).sort_values("event_timestamp")
+    assert list(joined["recent_items"].iloc[0]) == list(first["recent_items"])
+    assert joined["events_30d"].iloc[0] == first["events_30d"] < mine["events_30d"].max()
+    assert list(joined["recent_items"].iloc[1]) == list(mine.iloc[-1]["recent_items"])
+
+
+def test_online_equals_offline_at_the_materialisation_time(featured):
+    settings, result = featured
+    store = feature_store(settings)
+    users = sorted(latest_rows(settings).index)
+    online = online_user_features(store, users)
+    as_of = pd.Timestamp(result.clock) + pd.Timedelta(seconds=1)  # the end of the materialised window
+    offline = historical_user_features(store, pd.DataFrame({"user_id": users, "event_timestamp": as_of}))
+    offline = offline.set_index("user_id").loc[users]
+    features = [f.name for f in store.get_feature_service(FEATURE_SERVICE).feature_view_projections[0].features]
+    assert len(features) == 12
+    mismatches = [(u, f, online[f][i], offline.loc[u, f]) for f in features for i, u in enumerate(users)
+                  if not same(online[f][i], offline.loc[u, f])]
+    assert mismatches == []
+    # The serving hot path reads exactly the same values as the SDK.
+    fast = OnlineFeatureReader(store).read(users)
+    assert all(same(fast[f][i], online[f][i]) for f in features for i in range(len(users)))
+
+
+def _write_events(folder: Path, name: str, rows: list[str]) -> Path:
+    path = folder / name
+    path.write_text(HEADER + "".join(rows))
+    return path
+
+
+def test_late_backfill_does_not_leak_into_training_rows(home, tmp_path):
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title,genres\n" + "".join(f"i{n},Film {n},drama\n" for n in range(1, 7)))
+    ingest(home, items, table="items")
+    day = "2024-03-{:02d}T10:00:00+00:00".format
+    first = [f"a1,ua,i1,click,{day(1)},,s1\n", f"a2,ua,i2,click,{day(2)},,s2\n", f"a3,ua,i3,click,{day(10)},,s3\n",
+             f"b1,ub,i6,click,{day(9)},,t1\n"]
+    ingest(home, _write_events(tmp_path, "first.csv", first))
+    build_features(home, progress=False)
+    # Day 12: a batch with one new event and one late one from day 5 (the store had reached day 10).
+    ingest(home, _write_events(tmp_path, "late.csv", [f"a4,ua,i4,click,{day(5)},,s4\n",
+                                                      f"a5,ua,i5,click,{day(12)},,s5\n"]))
+    build_features(home, progress=False)
+
+    user = pseudonym(pseudonym_key(home), "ua")
+    times = [day(8), day(11), day(13)]
+    entity = pd.DataFrame({"user_id": user, "event_timestamp": pd.to_datetime(times, utc=True)})
+    store = feature_store(home)
+    joined = historical_user_features(store, entity).sort_values("event_timestamp")
+    recent = [list(r) for r in joined["recent_items"]]
+    assert recent[0] == ["i1", "i2"], "on day 8 nobody knew of the day-5 event yet"
+    assert recent[1] == ["i1", "i2", "i3"], "on day 11 the day-10 profile was still the one without it"
+    assert recent[2] == ["i1", "i2", "i4", "i3", "i5"], "from day 12 on the backfill is known"
+    # Without the created-timestamp filter Feast would have leaked the backfill into day 8.
+    service = store.get_feature_service(FEATURE_SERVICE)
+    leaky = store.get_historical_features(entity_df=entity, features=service).to_df().sort_values("event_timestamp")
+    assert "i4" in list(leaky["recent_items"].iloc[0])
+
+
+def _event_row(event_id: str, user: str, item: str, when: pd.Timestamp) -> str:
+    return f"{event_id},{user},{item},click,{when.isoformat()},,fresh-{event_id}\n"
+
+
+def test_new_events_reach_the_online_store_through_push(featured, tmp_path):
+    settings, result = featured
+    store = feature_store(settings)
+    raw_user = "u0001"
+    user = pseudonym(pseudonym_key(settings), raw_user)
+    before = online_user_features(store, [user])
+    clock = pd.Timestamp(result.clock)
+    item = next(i for i in pd.read_parquet(settings.catalogue_path)["item_id"] if i not in before["recent_items"][0])
+
+    fresh = pipeline.ingest_file(settings, _write_events(tmp_path, "fresh.csv",
+                                                         [_event_row("f1", raw_user, item, clock + pd.Timedelta(hours=1))]))
+    assert fresh.accepted == 1 and fresh.online_users_updated == 1
+    after = online_user_features(store, [user])
+    assert after["recent_items"][0][-1] == item
+    assert after["events_1d"][0] >= 1 and after["last_event_epoch"][0] > before["last_event_epoch"][0]
+
+    # A late event (older than what is online) is not pushed over the newer row: the later event
+    # time wins. The next materialisation, rebuilt from the event store, brings it in.
+    late_item = next(i for i in pd.read_parquet(settings.catalogue_path)["item_id"]
+                     if i not in after["recent_items"][0])
+    late = pipeline.ingest_file(settings, _write_events(tmp_path, "late.csv",
+                                                        [_event_row("f2", raw_user, late_item, clock - pd.Timedelta(days=2))]))
+    assert late.accepted == 1 and late.online_users_updated == 0
+    assert online_user_features(store, [user])["recent_items"][0] == after["recent_items"][0]
+    build_features(settings, progress=False)
+    rebuilt = online_user_features(store, [user])["recent_items"][0]
+    assert late_item in rebuilt and rebuilt[-1] == item
+
+
+def _online_rows(settings) -> list[tuple]:
+    with sqlite3.connect(settings.feast_dir / "online_store.db") as db:
+        tables = [t for (t,) in db.execute("select name from sqlite_master where type='table'")]
+        return sorted(row for t in tables for row in db.execute(f'select * from "{t}"'))  # noqa: S608
+
+
+def test_materialisation_is_incremental_and_rerunning_changes_nothing(featured):
+    settings, first = featured
+    assert first.materialized_from.startswith("1970"), "the first run starts from the beginning"
+    before = _online_rows(settings)
+    again = build_features(settings, progress=False)
+    overlap = pd.Timedelta(days=settings.materialize_overlap_days)
+    assert pd.Timestamp(again.materialized_from) == pd.Timestamp(first.clock) + pd.Timedelta(seconds=1) - overlap
+    assert _online_rows(settings) == before
+
+
+def test_bad_requests_get_clear_answers(featured):
+    settings, _ = featured
+    store = feature_store(settings)
+    reader = OnlineFeatureReader(store)
+    assert online_user_features(store, []) == {}
+    empty = reader.read([])
+    assert empty["user_id"] == [] and empty["recent_items"] == []
+    unknown = reader.read(["no-such-user", "'; DROP TABLE x;--"])
+    assert unknown["recent_items"] == [None, None] and unknown["events_7d"] == [None, None]
+    with pytest.raises(FeatureStoreError, match="'nope' is not in the registry"):
+        OnlineFeatureReader(store, "nope")
+    # The registry changes under a running reader (`feast apply` removed the view): a clear error.
+    gone = [store.get_feature_service(FEATURE_SERVICE), store.get_feature_service("recommender_v1"),
+            store.get_feature_view(USER_VIEW)]
+    store.apply([], objects_to_delete=gone, partial=False)
+    with pytest.raises(FeatureStoreError, match="run `longview features`"):
+        reader.read(["no-such-user"])
