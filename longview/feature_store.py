@@ -22,7 +22,6 @@ from longview.features import (
     CONTENT_SERVICE,
     FEATURE_SERVICE,
     USER_VIEW,
-    read_manifest,
     user_profile_table,
     write_feature_tables,
 )
@@ -303,7 +302,3 @@ def push_fresh_user_features(settings: Settings, user_ids: list[str], store=None
     if not newer.empty:
         store.push(USER_PUSH_SOURCE, newer.reset_index(drop=True), to=PushMode.ONLINE)
     return len(newer)
-
-
-def text_embeddings_available(settings: Settings) -> bool:
-    return bool(read_manifest(settings.features_dir).get("text_embedding"))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from longview.feature_store import content_features, feature_store, historical_user_features, text_embeddings_available
-from longview.features import engagements, genre_matrix, genre_vocabulary
+from longview.feature_store import feature_store, historical_user_features
+from longview.features import engagements
 from longview.settings import Settings
 from longview.store import dataset_clock, load_catalogue, load_events
 
@@ -31,7 +30,6 @@ class TrainingData:
     train: pd.DataFrame  # user features as of just before each label, plus the label item
     holdout: Holdout
     catalogue: pd.DataFrame
-    content: np.ndarray  # items x (genres [+ text embedding]): what the item tower projects
     popularity: pd.Series  # engagements per item before the split
     clock: pd.Timestamp
 
@@ -58,20 +56,6 @@ def build_holdout(settings: Settings, store, eng: pd.DataFrame, split: pd.Timest
     return Holdout(split, features, truth, {u: seen[u] for u in users})
 
 
-def item_content(settings: Settings, store, catalogue: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
-    """One content vector per catalogue item: its genres, followed by its text embedding (from the
-    Feast content service) where the data has item text; items without one get zeros there."""
-    genres = genre_matrix(catalogue, genre_vocabulary(catalogue))
-    if not text_embeddings_available(settings):
-        return genres
-    content = content_features(store, catalogue["item_id"].tolist(), as_of).set_index("item_id")
-    text = content["text_embedding"].reindex(catalogue["item_id"])
-    width = len(next(v for v in text if v is not None and len(v)))
-    vectors = np.stack([np.asarray(v, np.float32) if v is not None and len(v) else np.zeros(width, np.float32)
-                        for v in text])
-    return np.hstack([genres, vectors])
-
-
 def build_training_data(settings: Settings) -> TrainingData:
     events = load_events(settings)
     clock = dataset_clock(events)
@@ -91,5 +75,4 @@ def build_training_data(settings: Settings) -> TrainingData:
     train = historical_user_features(store, entity)
     train = train[train["recent_items"].notna()].reset_index(drop=True)
     popularity = eng[eng["timestamp"] <= split]["item_id"].value_counts()
-    content = item_content(settings, store, catalogue, clock)
-    return TrainingData(train, build_holdout(settings, store, eng, split), catalogue, content, popularity, clock)
+    return TrainingData(train, build_holdout(settings, store, eng, split), catalogue, popularity, clock)

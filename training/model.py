@@ -1,8 +1,7 @@
 """A sequence-aware two-tower recommender.
 
 User tower: a GRU over the content vectors of the recent items, joined with the user's profile
-features. Item tower: the item's content vector (genres, plus the text embedding of its title and
-description where the data has text) projected into the same space, plus a per-item bias.
+features. Item tower: the item's genres projected into the same space, plus a per-item bias.
 Per-item id embeddings were tried and overfit badly on small data (the synthetic holdout fell
 below the popularity baseline); content vectors generalise and give new items a score from day one.
 """

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from longview.features import CONTENT_SERVICE, FEATURE_SERVICE, genre_vocabulary
-from longview.feature_store import text_embeddings_available
+from longview.features import FEATURE_SERVICE, genre_matrix, genre_vocabulary
 from longview.settings import REGISTERED_MODEL, Settings
 from longview.versioning import data_version
 from training.datasets import Holdout, TrainingData, build_training_data
@@ -52,8 +51,8 @@ def fit(settings: Settings, data: TrainingData, epochs: int) -> tuple[PackagedRe
     rng = np.random.default_rng(settings.seed)
     vocab = genre_vocabulary(data.catalogue)
     encoder = FeatureEncoder(data.catalogue["item_id"].tolist(), len(vocab), settings.recent_items)
-    content = torch.from_numpy(data.content)
-    model = SequenceRecommender(len(encoder.item_ids), encoder.n_dense, content, settings.embedding_dim)
+    genres = torch.from_numpy(genre_matrix(data.catalogue, vocab))
+    model = SequenceRecommender(len(encoder.item_ids), encoder.n_dense, genres, settings.embedding_dim)
 
     train = data.train[data.train["label_item"].isin(encoder.index)]
     seqs, dense = encoder.encode(train.to_dict("records"))
@@ -130,9 +129,6 @@ def train(settings: Settings, epochs: int | None = None) -> TrainResult:
             "dataset_clock": data.clock.isoformat(),
             "holdout_split": data.holdout.split_time.isoformat(),
             "feature_service": FEATURE_SERVICE,
-            "content_service": CONTENT_SERVICE,
-            # Genres only, or genres plus the items' text embeddings (datasets with item text).
-            "item_content": "genres + text embedding" if text_embeddings_available(settings) else "genres only",
             "code_version": code_version(settings),
         })
         mlflow.log_params({"epochs": epochs, "embedding_dim": settings.embedding_dim, "batch_size": settings.batch_size,
