@@ -119,15 +119,18 @@ def apply(settings: Settings, store=None):
 
 
 def materialize(settings: Settings, store, clock: pd.Timestamp) -> datetime:
-    """Materialise every view up to the dataset clock, incrementally: from where the last run ended
-    minus an overlap window (late data), or from the start on the first run. Writing the same rows
-    again changes nothing, so re-running a window is safe."""
+    """Materialise every view up to the dataset clock, incrementally: from where its last run ended
+    minus an overlap window (late data), or from the start on its first run. Writing the same rows
+    again changes nothing, so re-running a window is safe. Returns the earliest start."""
     overlap = timedelta(days=settings.materialize_overlap_days)
-    ends = [interval[1] for fv in store.list_feature_views() for interval in fv.materialization_intervals]
-    start = (max(ends) - overlap) if ends else EPOCH
     end = (clock + pd.Timedelta(seconds=1)).to_pydatetime()
-    store.materialize(start_date=start, end_date=end)
-    return start
+    starts = []
+    for view in store.list_feature_views():  # each from its own last run: a new view starts from the beginning
+        ends = [interval[1] for interval in view.materialization_intervals]
+        start = (max(ends) - overlap) if ends else EPOCH
+        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+        starts.append(start)
+    return min(starts)
 
 
 def build_features(settings: Settings, progress: bool = True) -> FeaturesResult:

@@ -48,3 +48,16 @@ def test_prepare_says_what_is_wrong(tmp_path):
     assert no_download.returncode == 2 and "where to get it" in no_download.stderr.lower()
     wrong_source = longview("data", "prepare", "--dataset", "ml-100k", "--source", str(tmp_path), env=env)
     assert wrong_source.returncode == 2 and "u.data" in wrong_source.stderr
+
+
+@pytest.mark.parametrize("name,texts", [("ml-100k", 1_682), ("instacart-sample", 0)])
+def test_features_on_real_dataset(tmp_path, name, texts):
+    """`longview features` on a real dataset with item text (ml-100k) and one without (instacart)."""
+    env = {"LONGVIEW_HOME": str(tmp_path / "home"), "LONGVIEW_DATA_DIR": str(real_data(name).parent)}
+    assert longview("data", "prepare", "--dataset", name, env=env).returncode == 0
+    result = longview("features", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = last_json(result.stdout)
+    events, users, items = EXPECTED[name]
+    assert summary["users"] == users and summary["text_embeddings"] == texts
+    assert summary["feature_service"] == "recommender_v2"
