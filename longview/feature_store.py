@@ -11,6 +11,7 @@ import importlib
 import os
 import string
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -129,8 +130,42 @@ def materialize(settings: Settings, store, clock: pd.Timestamp) -> datetime:
         ends = [interval[1] for interval in view.materialization_intervals]
         start = (max(ends) - overlap) if ends else EPOCH
         store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+        if store.config.online_store.type == "redis":
+            _rewrite_corrections(store, view, start)
         starts.append(start)
     return min(starts)
+
+
+def _rewrite_corrections(store, view, since: datetime) -> int:
+    """Write the latest rows that late data corrected since ``since`` over what Redis holds.
+
+    Redis keeps a row only when its event time is later than the one it has, so a correction (the
+    same event time, a later created time) would never replace the old values there, while SQLite
+    overwrites. Clearing the view's timestamp field of just those entities lets the write through,
+    so both stores end up with the same values."""
+    from feast.infra.online_stores.helpers import _redis_key
+    from feast.infra.online_stores.redis import _versioned_fv_name
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    path = getattr(view.batch_source, "path", None)
+    if not path or not Path(path).exists():
+        return 0
+    table = pd.read_parquet(path)
+    key = view.entity_columns[0].name
+    latest = table.sort_values(["event_timestamp", "created_timestamp"], kind="stable").groupby(key).tail(1)
+    corrected = latest[(latest["created_timestamp"] > latest["event_timestamp"])
+                       & (latest["created_timestamp"] >= pd.Timestamp(since))]
+    if corrected.empty:
+        return 0
+    config = store.config
+    client = store._get_provider().online_store._get_client(config.online_store)
+    ts_field = f"_ts:{_versioned_fv_name(view, config)}"
+    for entity in corrected[key]:
+        entity_key = EntityKey(join_keys=[key], entity_values=[Value(string_val=str(entity))])
+        client.hdel(_redis_key(config.project, entity_key, config.entity_key_serialization_version), ts_field)
+    store.write_to_online_store(view.name, corrected.reset_index(drop=True))
+    return len(corrected)
 
 
 def build_features(settings: Settings, progress: bool = True) -> FeaturesResult:
@@ -168,10 +203,14 @@ class OnlineFeatureReader:
     """The serving hot path: exactly the feature service's features, read with the online store's
     own ``online_read`` (what the SDK calls underneath, minus its per-call planning, about 50x
     faster here). The Feast registry stays the source of truth: the views and feature names come
-    from the feature service, and a registry changed by `feast apply` is re-read once on failure."""
+    from the feature service, re-read from the registry every ``refresh_seconds`` (default: the
+    registry's cache TTL) and once more when a read fails, so a `feast apply` under a running
+    service is picked up; a view or service it removed then raises FeatureStoreError."""
 
-    def __init__(self, store, service_name: str = FEATURE_SERVICE) -> None:
+    def __init__(self, store, service_name: str = FEATURE_SERVICE, refresh_seconds: float | None = None) -> None:
         self.store, self.service_name = store, service_name
+        ttl = getattr(store.config.registry, "cache_ttl_seconds", None)
+        self.refresh_seconds = float(ttl if ttl is not None else 60) if refresh_seconds is None else refresh_seconds
         self._resolve()
 
     def _resolve(self) -> None:
@@ -187,17 +226,23 @@ class OnlineFeatureReader:
         self.views = views
         # Private in Feast, but the documented route to an online store's own reads.
         self.provider = self.store._get_provider()
+        self.resolved_at = time.monotonic()
+
+    def _refresh(self) -> None:
+        self.store.refresh_registry()
+        self._resolve()
 
     def read(self, ids: list[str]) -> dict[str, list]:
         """Feature name -> one value per id (None for an unknown id), as ``online_user_features``."""
+        if time.monotonic() - self.resolved_at >= self.refresh_seconds:
+            self._refresh()
         try:
             return self._read(ids)
         except FeatureStoreError:
             raise
         except Exception:
             # A registry that changed under us (a view re-applied or removed): re-read it once.
-            self.store.refresh_registry()
-            self._resolve()
+            self._refresh()
             try:
                 return self._read(ids)
             except Exception as exc:

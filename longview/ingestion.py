@@ -175,11 +175,12 @@ def epoch_times(epoch: pd.Series) -> pd.Series:
 
 def arrival_times(times: pd.Series, store_clock: pd.Timestamp | None) -> pd.Series:
     """When each event became known, on the dataset clock. An event newer than the store's clock
-    streams in at its own time; an older one is late and arrived with its batch (the batch's
-    latest time, or the store's clock if later). A first load has nothing late."""
+    streams in at its own time; an older one is late and arrived with its batch: at the batch's
+    latest time, and in any case after the store's clock (it was not there then). A first load
+    has nothing late."""
     if store_clock is None or pd.isna(store_clock) or times.empty:
         return times
-    batch_arrival = max(times.max(), store_clock)
+    batch_arrival = max(times.max(), store_clock + pd.Timedelta(microseconds=1))
     return times.where(times >= store_clock, batch_arrival)
 
 

@@ -94,10 +94,10 @@ def prepare_dataset(settings: Settings, name: str, source: Path | None = None) -
                        for t, r in results.items()}}
 
 
-def build_features(settings: Settings):
+def build_features(settings: Settings, progress: bool = True):
     from longview.feature_store import build_features as build
 
-    return build(settings)
+    return build(settings, progress)
 
 
 def train(settings: Settings, epochs: int | None = None):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import redis
 
 from longview import pipeline
 from longview.feature_store import (
@@ -24,6 +25,7 @@ from longview.features import FEATURE_SERVICE, USER_VIEW
 from longview.ingestion import ingest
 from longview.privacy import pseudonym, pseudonym_key
 from longview.store import load_events
+from tests.longview.conftest import redis_keys
 
 HEADER = "event_id,user_id,item_id,event_type,timestamp,value,session_id\n"
 
@@ -76,8 +78,8 @@ def test_historical_join_does_not_leak_later_values(featured):
     assert list(joined["recent_items"].iloc[1]) == list(mine.iloc[-1]["recent_items"])
 
 
-def test_online_equals_offline_at_the_materialisation_time(featured):
-    settings, result = featured
+def test_online_equals_offline_at_the_materialisation_time(featured_any):
+    settings, result = featured_any
     store = feature_store(settings)
     users = sorted(latest_rows(settings).index)
     online = online_user_features(store, users)
@@ -133,8 +135,8 @@ def _event_row(event_id: str, user: str, item: str, when: pd.Timestamp) -> str:
     return f"{event_id},{user},{item},click,{when.isoformat()},,fresh-{event_id}\n"
 
 
-def test_new_events_reach_the_online_store_through_push(featured, tmp_path):
-    settings, result = featured
+def test_new_events_reach_the_online_store_through_push(featured_any, tmp_path):
+    settings, result = featured_any
     store = feature_store(settings)
     raw_user = "u0001"
     user = pseudonym(pseudonym_key(settings), raw_user)
@@ -163,13 +165,17 @@ def test_new_events_reach_the_online_store_through_push(featured, tmp_path):
 
 
 def _online_rows(settings) -> list[tuple]:
+    """Everything in the online store, in a comparable order."""
+    if settings.profile == "production":
+        client = redis.Redis(host="127.0.0.1", port=6379)
+        return sorted((key, sorted(client.hgetall(key).items())) for key in redis_keys(settings.feast_project))
     with sqlite3.connect(settings.feast_dir / "online_store.db") as db:
         tables = [t for (t,) in db.execute("select name from sqlite_master where type='table'")]
         return sorted(row for t in tables for row in db.execute(f'select * from "{t}"'))  # noqa: S608
 
 
-def test_materialisation_is_incremental_and_rerunning_changes_nothing(featured):
-    settings, first = featured
+def test_materialisation_is_incremental_and_rerunning_changes_nothing(featured_any):
+    settings, first = featured_any
     assert first.materialized_from.startswith("1970"), "the first run starts from the beginning"
     before = _online_rows(settings)
     again = build_features(settings, progress=False)
@@ -178,8 +184,8 @@ def test_materialisation_is_incremental_and_rerunning_changes_nothing(featured):
     assert _online_rows(settings) == before
 
 
-def test_bad_requests_get_clear_answers(featured):
-    settings, _ = featured
+def test_bad_requests_get_clear_answers(featured_any):
+    settings, _ = featured_any
     store = feature_store(settings)
     reader = OnlineFeatureReader(store)
     assert online_user_features(store, []) == {}
@@ -189,9 +195,49 @@ def test_bad_requests_get_clear_answers(featured):
     assert unknown["recent_items"] == [None, None] and unknown["events_7d"] == [None, None]
     with pytest.raises(FeatureStoreError, match="'nope' is not in the registry"):
         OnlineFeatureReader(store, "nope")
-    # The registry changes under a running reader (`feast apply` removed the view): a clear error.
+    # The registry changes under a running reader (`feast apply` removed the view): once the reader
+    # re-reads the registry (here on every call), a clear error.
+    reader = OnlineFeatureReader(store, refresh_seconds=0)
     gone = [store.get_feature_service(FEATURE_SERVICE), store.get_feature_service("recommender_v1"),
             store.get_feature_view(USER_VIEW)]
     store.apply([], objects_to_delete=gone, partial=False)
     with pytest.raises(FeatureStoreError, match="run `longview features`"):
         reader.read(["no-such-user"])
+
+
+def test_feast_ui_shows_the_repo(featured):
+    """`longview ui feast` runs `feast ui` with this profile's config; here on a free port."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from longview.feature_store import config_file, config_values
+    from longview.service_process import free_port
+
+    settings, _ = featured
+    port = free_port()
+    feast = Path(sys.executable).parent / "feast"
+    process = subprocess.Popen([str(feast), "-c", str(settings.feature_repo_dir), "-f", str(config_file(settings)),
+                                "ui", "-h", "127.0.0.1", "-p", str(port)], env={**os.environ, **config_values(settings)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline, views = time.monotonic() + 240, None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/api/v1/feature_views",
+                                  params={"project": settings.feast_project}, timeout=5)
+                if reply.status_code == 200:
+                    views = reply.json()
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert views is not None, "feast ui did not answer"
+        assert {v["spec"]["name"] for v in views["featureViews"]} == {"user_profile", "item_profile", "item_text"}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -187,3 +187,16 @@ def test_quarantined_rows_are_replayed_after_the_fix(home, tmp_path):
     assert not (home.quarantine_dir / f"events-{first.batch_id}.parquet").exists()
     again = longview("ingest", "--replay-quarantine", first.batch_id, env=env)
     assert again.returncode == 2 and "no quarantined batch" in again.stderr
+
+
+def test_arrival_times_mark_late_events_on_the_dataset_clock():
+    from longview.ingestion import arrival_times
+
+    times = pd.Series(pd.to_datetime(["2024-03-05", "2024-03-11", "2024-03-12"], utc=True))
+    assert arrival_times(times, None).equals(times), "a first load has nothing late"
+    clock = pd.Timestamp("2024-03-10", tz="UTC")
+    arrived = arrival_times(times, clock)
+    # The 03-05 event was not in the store on 03-10: it arrived with its batch (03-12).
+    assert arrived.tolist() == pd.to_datetime(["2024-03-12", "2024-03-11", "2024-03-12"], utc=True).tolist()
+    only_late = arrival_times(times[:1], clock)
+    assert only_late.iloc[0] == clock + pd.Timedelta(microseconds=1), "after the store's clock, never at it"
