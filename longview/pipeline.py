@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 from longview.ingestion import BatchRejected, IngestResult, ingest
 from longview.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def landing_files(settings: Settings) -> list[tuple[Path, str]]:
@@ -40,7 +43,11 @@ def freshen_online(settings: Settings, result: IngestResult) -> IngestResult:
 
     batch = settings.events_dir / f"batch-{result.batch_id}.parquet"
     users = pd.read_parquet(batch, columns=["user_id"])["user_id"].unique().tolist()
-    result.online_users_updated = push_fresh_user_features(settings, users)
+    try:
+        result.online_users_updated = push_fresh_user_features(settings, users)
+    except Exception as exc:  # the batch is stored either way; the next materialisation catches up
+        log.warning("online features not refreshed: %s", exc)
+        result.message += f"; online features not refreshed ({exc}): the next `longview features` catches up"
     return result
 
 

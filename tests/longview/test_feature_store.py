@@ -241,3 +241,15 @@ def test_feast_ui_shows_the_repo(featured):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_failed_online_refresh_keeps_the_batch_and_says_so(featured, tmp_path):
+    settings, result = featured
+    (settings.feast_dir / "registry.db").unlink()  # the feature store is broken
+    when = pd.Timestamp(result.clock) + pd.Timedelta(hours=2)
+    path = _write_events(tmp_path, "fresh.csv", [_event_row("z1", "u0003", "i0001", when)])
+    stored_before = len(load_events(settings))
+    out = pipeline.ingest_file(settings, path)
+    assert (out.accepted, out.online_users_updated) == (1, 0)
+    assert "online features not refreshed" in out.message
+    assert len(load_events(settings)) == stored_before + 1
