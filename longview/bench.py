@@ -17,6 +17,10 @@ import pandas as pd
 from longview.settings import Settings, get_settings
 
 
+class BenchmarkError(RuntimeError):
+    """A benchmark cannot run here (e.g. a server it needs is unreachable)."""
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -87,8 +91,11 @@ def _redis_store(settings: Settings) -> Iterator[Settings]:
     run = uuid.uuid4().hex[:10]
     database = f"longview_bench_{run}"
     admin = settings.postgres_url.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+    except psycopg.OperationalError as exc:
+        raise BenchmarkError(f"the Redis half of this benchmark needs PostgreSQL at {admin}: {exc}") from exc
     registry = settings.postgres_url.rsplit("/", 1)[0] + f"/{database}"
     production = get_settings(home=settings.home, data_dir=settings.data_dir, profile="production",
                               feast_registry_postgres_url=registry, feast_project=f"bench_{run}")

@@ -116,7 +116,7 @@ def bench(
     root: Annotated[Path | None, typer.Option(help="where the benchmark's own data homes go (default: HOME/bench)")] = None,
 ) -> None:
     """Run a benchmark on the real data in LONGVIEW_DATA_DIR; prints one line per figure."""
-    from longview.bench import BENCHMARKS
+    from longview.bench import BENCHMARKS, BenchmarkError
     from longview.datasets import DatasetNotFound
 
     if name not in BENCHMARKS:
@@ -124,7 +124,7 @@ def bench(
     try:
         for line in BENCHMARKS[name](get_settings(), root):
             typer.echo(line)
-    except DatasetNotFound as exc:
+    except (DatasetNotFound, BenchmarkError) as exc:
         _fail(str(exc), 2)
 
 
