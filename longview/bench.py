@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import resource
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,8 +31,6 @@ def bench_home(settings: Settings, name: str, root: Path | None) -> Settings:
     """A fresh data home for one benchmark, reading the same real data."""
     home = (root or settings.home / "bench") / name
     if home.exists():
-        import shutil
-
         shutil.rmtree(home)
     return get_settings(home=home, data_dir=settings.data_dir)
 

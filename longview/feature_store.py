@@ -145,8 +145,6 @@ def _rewrite_corrections(store, view, since: datetime) -> int:
     so both stores end up with the same values."""
     from feast.infra.online_stores.helpers import _redis_key
     from feast.infra.online_stores.redis import _versioned_fv_name
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
 
     path = getattr(view.batch_source, "path", None)
     if not path or not Path(path).exists():
@@ -159,11 +157,11 @@ def _rewrite_corrections(store, view, since: datetime) -> int:
     if corrected.empty:
         return 0
     config = store.config
-    client = store._get_provider().online_store._get_client(config.online_store)
+    client = store.provider.online_store._get_client(config.online_store)
     ts_field = f"_ts:{_versioned_fv_name(view, config)}"
     for entity in corrected[key]:
-        entity_key = EntityKey(join_keys=[key], entity_values=[Value(string_val=str(entity))])
-        client.hdel(_redis_key(config.project, entity_key, config.entity_key_serialization_version), ts_field)
+        client.hdel(_redis_key(config.project, _entity_key(key, entity), config.entity_key_serialization_version),
+                    ts_field)
     store.write_to_online_store(view.name, corrected.reset_index(drop=True))
     return len(corrected)
 
@@ -224,8 +222,6 @@ class OnlineFeatureReader:
                                         f"is not in the registry: run `longview features`") from exc
             views.append((view, [f.name for f in projection.features], view.entity_columns[0].name))
         self.views = views
-        # Private in Feast, but the documented route to an online store's own reads.
-        self.provider = self.store._get_provider()
         self.resolved_at = time.monotonic()
 
     def _refresh(self) -> None:
@@ -249,19 +245,10 @@ class OnlineFeatureReader:
                 raise FeatureStoreError(f"online store read failed: {exc}") from exc
 
     def _read(self, ids: list[str]) -> dict[str, list]:
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-
         out: dict[str, list] = {}
         for view, names, join_key in self.views:
             out.setdefault(join_key, list(ids))
-            if not ids:
-                out.update({name: [] for name in names})
-                continue
-            keys = [EntityKey(join_keys=[join_key], entity_values=[Value(string_val=str(i))]) for i in ids]
-            # A copy: Feast's Redis store appends its timestamp key to the list it is given.
-            rows = self.provider.online_read(config=self.store.config, table=view, entity_keys=keys,
-                                             requested_features=list(names))
+            rows = _online_read(self.store, view, join_key, ids, names) if ids else []
             for name in names:
                 out[name] = [_python(values[name]) if values and name in values else None for _, values in rows]
         return out
@@ -303,15 +290,25 @@ def content_features(store, item_ids: list[str], as_of: pd.Timestamp) -> pd.Data
                                          filter_by_created_timestamp=True).to_df()
 
 
-def _online_event_times(store, user_ids: list[str]) -> dict[str, datetime | None]:
-    """The event time of each user's row in the online store (None where there is none)."""
+def _entity_key(join_key: str, value: object):
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    view = store.get_feature_view(USER_VIEW)
-    keys = [EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=u)]) for u in user_ids]
-    rows = store._get_provider().online_read(config=store.config, table=view, entity_keys=keys,
-                                             requested_features=["events_1d"])
+    return EntityKey(join_keys=[join_key], entity_values=[Value(string_val=str(value))])
+
+
+def _online_read(store, view, join_key: str, ids: list, names: list[str]) -> list:
+    """The online store's own read (through the store's provider): (event time, {name: Value}) per
+    id, both empty where unknown."""
+    keys = [_entity_key(join_key, i) for i in ids]
+    # A copy of ``names``: Feast's Redis store appends its timestamp key to the list it is given.
+    return store.provider.online_read(config=store.config, table=view, entity_keys=keys,
+                                             requested_features=list(names))
+
+
+def _online_event_times(store, user_ids: list[str]) -> dict[str, datetime | None]:
+    """The event time of each user's row in the online store (None where there is none)."""
+    rows = _online_read(store, store.get_feature_view(USER_VIEW), "user_id", user_ids, ["events_1d"])
     return {u: (ts if values else None) for u, (ts, values) in zip(user_ids, rows, strict=True)}
 
 
@@ -335,9 +332,7 @@ def push_fresh_user_features(settings: Settings, user_ids: list[str], store=None
     if not user_ids or not (settings.features_dir / f"{USER_VIEW}.parquet").exists():
         return 0  # nothing to do before the first `longview features`
     store = store or feature_store(settings)
-    users = set(user_ids)
-    events = load_events(settings)
-    events = events[events["user_id"].isin(users)]
+    events = load_events(settings, users=sorted(set(user_ids)))
     if events.empty:
         return 0
     try:

@@ -9,6 +9,7 @@ built with Feast's ``filter_by_created_timestamp`` sees only what was known at e
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from longview.settings import Settings
-from longview.store import INTERACTIONS, dataset_clock, load_catalogue, load_events
+from longview.store import INTERACTIONS, dataset_clock, load_catalogue, load_events, row_fingerprints
 
 FEATURE_SERVICE = "recommender_v2"
 CONTENT_SERVICE = "item_content_v1"
@@ -176,34 +177,47 @@ def item_profile_table(events: pd.DataFrame, catalogue: pd.DataFrame, clock: pd.
     return table[columns].astype({**{w: np.int64 for w in windows}, "age_days": np.float32})
 
 
-def item_text_table(catalogue: pd.DataFrame, since: pd.Timestamp, progress: bool = True) -> pd.DataFrame | None:
+def _text_digest(texts: pd.Series) -> pd.Series:
+    return texts.map(lambda t: hashlib.sha256(t.encode()).hexdigest()[:16])
+
+
+def item_text_table(catalogue: pd.DataFrame, since: pd.Timestamp, previous: pd.DataFrame | None = None,
+                    progress: bool = True) -> pd.DataFrame | None:
     """One text embedding per item that has text (None when no item has any), valid from ``since``
-    (an item's description is known from the start of the data)."""
+    (an item's description is known from the start of the data). Embeddings in ``previous`` whose
+    text is unchanged are reused, so the model is loaded and run only for new or edited texts."""
     from longview.text_embedding import encode
 
     texts = catalogue["text"] if "text" in catalogue else pd.Series(dtype=object)
     has_text = texts.notna() & (texts.astype(str).str.strip() != "")
     if not has_text.any():
         return None
-    vectors = encode(texts[has_text].astype(str).tolist(), progress=progress)
+    digest = _text_digest(texts[has_text].astype(str))
+    known = {}
+    if previous is not None and "text_digest" in previous:
+        known = dict(zip(previous["text_digest"], previous["text_embedding"], strict=True))
+    missing = sorted(set(digest) - set(known))
+    if missing:
+        fresh = texts[has_text][digest.isin(missing)].astype(str)
+        fresh = fresh[~_text_digest(fresh).duplicated()]
+        vectors = encode(fresh.tolist(), progress=progress)
+        known.update(zip(_text_digest(fresh), (v.tolist() for v in vectors), strict=True))
     return pd.DataFrame({
         "item_id": catalogue.loc[has_text, "item_id"].astype(str).to_numpy(),
         "event_timestamp": since,
         "created_timestamp": since,
-        "text_embedding": [v.tolist() for v in vectors],
+        "text_embedding": [list(known[d]) for d in digest],
+        "text_digest": digest.to_numpy(),
     })
 
 
 TEXT_SCHEMA = pa.schema([("item_id", pa.string()), ("event_timestamp", pa.timestamp("ns", tz="UTC")),
-                         ("created_timestamp", pa.timestamp("ns", tz="UTC")), ("text_embedding", pa.list_(pa.float32()))])
+                         ("created_timestamp", pa.timestamp("ns", tz="UTC")), ("text_embedding", pa.list_(pa.float32())),
+                         ("text_digest", pa.string())])
 
 
 def _no_texts() -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series(dtype=object) for name in TEXT_SCHEMA.names})
-
-
-def _fingerprint(frame: pd.DataFrame) -> pd.Series:
-    return pd.util.hash_pandas_object(frame.astype(str), index=False)
 
 
 def keep_superseded(previous: pd.DataFrame | None, current: pd.DataFrame, key: list[str]) -> pd.DataFrame:
@@ -214,7 +228,7 @@ def keep_superseded(previous: pd.DataFrame | None, current: pd.DataFrame, key: l
     latest = current.set_index(key)["created_timestamp"]
     old_keys = pd.MultiIndex.from_frame(previous[key]) if len(key) > 1 else pd.Index(previous[key[0]])
     replaced_at = pd.Series(latest.reindex(old_keys).to_numpy(), index=previous.index)
-    changed = ~_fingerprint(previous).isin(set(_fingerprint(current)))
+    changed = ~row_fingerprints(previous).isin(set(row_fingerprints(current)))
     superseded = previous[changed & replaced_at.notna() & (previous["created_timestamp"] < replaced_at)]
     return pd.concat([superseded, current], ignore_index=True).sort_values([*key, "created_timestamp"],
                                                                           kind="stable").reset_index(drop=True)
@@ -228,7 +242,9 @@ def compute_feature_tables(settings: Settings, progress: bool = True) -> Feature
         raise ValueError("the item catalogue is empty: ingest it first (longview ingest items.csv --table items)")
     users = user_profile_table(events, catalogue, settings.recent_items)
     items = item_profile_table(events, catalogue, clock)
-    texts = item_text_table(catalogue, events["timestamp"].min(), progress)
+    text_path = settings.features_dir / f"{TEXT_VIEW}.parquet"
+    previous = pd.read_parquet(text_path) if text_path.exists() else None
+    texts = item_text_table(catalogue, events["timestamp"].min(), previous, progress)
     return FeatureTables(users, items, texts, clock)
 
 
@@ -246,7 +262,7 @@ def write_feature_tables(settings: Settings, progress: bool = True) -> FeatureTa
     # Without item text the view's source is an empty table: no rows, never zero-filled vectors.
     texts = tables.texts if tables.texts is not None else _no_texts()
     texts.to_parquet(folder / f"{TEXT_VIEW}.parquet", index=False, schema=TEXT_SCHEMA)
-    manifest = {"text_embedding": tables.texts is not None, "clock": tables.clock.isoformat()}
+    manifest = {"text_embedding": tables.texts is not None}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return tables
 

@@ -7,7 +7,7 @@ failed expectation named), so ``received == accepted + quarantined`` always hold
 from __future__ import annotations
 
 import hashlib
-import shutil
+import io
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +17,7 @@ import pandas as pd
 
 from longview.privacy import masks, pseudonym_key, pseudonymise_table
 from longview.settings import Settings
-from longview.store import load_catalogue, load_events, load_users
+from longview.store import load_catalogue, load_events, load_users, row_fingerprints
 from longview.validation import validate_frame
 
 EVENT_OPTIONAL = ["value", "session_id"]
@@ -66,15 +66,15 @@ def as_text(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def read_raw(path: Path) -> pd.DataFrame:
-    """Read a CSV or parquet file with every value as text (or None) so GX sees what arrived."""
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    if path.stat().st_size == 0:
+def read_raw(content: bytes, suffix: str) -> pd.DataFrame:
+    """A CSV or parquet file's bytes as a frame with every value as text (or None), so GX sees what
+    arrived."""
+    if not content:
         return pd.DataFrame()
-    if path.suffix == ".parquet":
-        return as_text(pd.read_parquet(path))
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", on_bad_lines="error")
+    if suffix == ".parquet":
+        return as_text(pd.read_parquet(io.BytesIO(content)))
+    frame = pd.read_csv(io.BytesIO(content), dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                        on_bad_lines="error")
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame.replace({"": None}).astype(object)
 
@@ -253,12 +253,13 @@ def ingest(settings: Settings, path: Path, table: str = "events", parameters: di
     settings.ensure_dirs()
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    batch_id = _batch_id(path.read_bytes())
+    content = path.read_bytes()
+    batch_id = _batch_id(content)
     try:
-        raw = read_raw(path)
+        raw = read_raw(content, path.suffix)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         kept = settings.quarantine_dir / f"{table}-{batch_id}.unreadable{path.suffix}"
-        shutil.copyfile(path, kept)
+        kept.write_bytes(content)
         result = IngestResult(0, 0, 0, None, batch_id, table, message=f"unreadable file kept at {kept}: {exc}")
         raise BatchRejected(f"cannot read {path}: {exc}", result) from exc
     return ingest_frame(settings, raw, table, batch_id, parameters)
@@ -289,8 +290,8 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
             "max_item_share": settings.max_item_share if big else None,
             "max_day_volume_ratio": settings.max_day_volume_ratio if big and len(history) else None,
         }
-    key = pseudonym_key(settings)
-    outcome = validate_frame(settings, table, frame, suite_parameters, batch_id, masks(key, table))
+    secret = pseudonym_key(settings)
+    outcome = validate_frame(settings, table, frame, suite_parameters, batch_id, masks(secret, table))
     report = str(outcome.report) if outcome.report else None
 
     if outcome.table_failures:
@@ -304,7 +305,7 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
     for idx, why in outcome.row_reasons.items():
         reasons[idx] = "; ".join(why)
     # From here on, personal ids are pseudonyms (quarantine below still keeps rows as received).
-    frame = pseudonymise_table(frame, table, key)
+    frame = pseudonymise_table(frame, table, secret)
     valid = reasons == ""  # duplicates are looked for among valid rows only
     if table == "events":
         # Duplicates: repeated within this batch, or already in the store (whose ids are pseudonyms too).
@@ -314,9 +315,9 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
         # Catalogue rows are upserts: the last row for an id wins, earlier ones are duplicates, and
         # so is a row identical to the stored one (a re-sent file adds nothing).
         rows = canonical_items(frame[valid]) if table == "items" else frame.loc[valid, list(raw.columns)]
-        key = f"{table[:-1]}_id"
+        id_column = f"{table[:-1]}_id"
         previous = load_catalogue(settings) if table == "items" else load_users(settings)
-        dup = rows[key].duplicated(keep="last") | _unchanged(rows, previous)
+        dup = rows[id_column].duplicated(keep="last") | _unchanged(rows, previous)
     reasons[dup[dup].index] = "duplicate"
 
     bad = reasons != ""
@@ -338,25 +339,16 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
                                                             index=False)
     elif (~bad).any():
         path = settings.catalogue_path if table == "items" else settings.users_path
-        _upsert(path, previous, rows[~bad[rows.index]], key)
+        _upsert(path, previous, rows[~bad[rows.index]], id_column)
     return IngestResult(received, int((~bad).sum()), int(bad.sum()), report, batch_id, table, outcome.data_docs,
                         message="ok" if not bad.any() else f"{int(bad.sum())} rows quarantined")
-
-
-def _fingerprint(frame: pd.DataFrame) -> pd.Series:
-    """One string per row holding all its values, for exact row comparison."""
-    text = as_text(frame).fillna("\0")
-    out = text.iloc[:, 0].astype(str)
-    for column in text.columns[1:]:
-        out = out + "\x1f" + text[column].astype(str)
-    return out
 
 
 def _unchanged(rows: pd.DataFrame, stored: pd.DataFrame) -> pd.Series:
     """Rows identical to a stored row (same id, same values in every column the batch has)."""
     if stored.empty or not set(rows.columns) <= set(stored.columns):
         return pd.Series(False, index=rows.index)
-    return _fingerprint(rows).isin(set(_fingerprint(stored[list(rows.columns)])))
+    return row_fingerprints(rows).isin(set(row_fingerprints(stored[list(rows.columns)])))
 
 
 def replay_quarantine(settings: Settings, batch_id: str, parameters: dict | None = None) -> IngestResult:

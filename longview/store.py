@@ -14,23 +14,28 @@ EVENT_COLUMNS = [*INPUT_COLUMNS, "arrived_at"]
 INTERACTIONS = ("click", "view", "rating", "purchase")
 
 
-def load_events(settings: Settings, columns: list[str] | None = None) -> pd.DataFrame:
+def load_events(settings: Settings, columns: list[str] | None = None, users: list[str] | None = None) -> pd.DataFrame:
+    """The accepted events in time order; only ``users``' events when given (filtered in the read)."""
     files = sorted(settings.events_dir.glob("batch-*.parquet"))
     cols = columns or EVENT_COLUMNS
     if not files:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    frame = pd.concat([_read_batch(f, cols) for f in files], ignore_index=True)
+    filters = None if users is None else [("user_id", "in", list(users))]
+    frame = pd.concat([_read_batch(f, cols, filters) for f in files], ignore_index=True)
     if "timestamp" in frame:
         frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
     return frame
 
 
-def _read_batch(path, columns: list[str]) -> pd.DataFrame:
+def _read_batch(path, columns: list[str], filters: list | None) -> pd.DataFrame:
     """One stored batch; batches written before events had an arrival time arrived on time."""
     present = set(pq.read_schema(path).names)
-    frame = pd.read_parquet(path, columns=[c for c in columns if c in present])
-    if "arrived_at" in columns and "arrived_at" not in present:
-        frame["arrived_at"] = pd.read_parquet(path, columns=["timestamp"])["timestamp"]
+    wanted = [c for c in columns if c in present]
+    legacy = "arrived_at" in columns and "arrived_at" not in present
+    frame = pd.read_parquet(path, columns=wanted + (["timestamp"] if legacy and "timestamp" not in wanted else []),
+                            filters=filters)
+    if legacy:
+        frame["arrived_at"] = frame["timestamp"]
     return frame[columns]
 
 
@@ -44,6 +49,13 @@ def load_users(settings: Settings) -> pd.DataFrame:
     if not settings.users_path.exists():
         return pd.DataFrame({"user_id": pd.Series(dtype=object)})
     return pd.read_parquet(settings.users_path)
+
+
+def row_fingerprints(frame: pd.DataFrame) -> pd.Series:
+    """One hash per row over all its values (missing ones alike whether None or NaN), to find rows
+    that are exactly equal across tables read at different times."""
+    values = frame.astype(object).where(frame.notna(), None).astype(str)
+    return pd.util.hash_pandas_object(values, index=False)
 
 
 def dataset_clock(events: pd.DataFrame) -> pd.Timestamp:

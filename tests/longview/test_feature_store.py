@@ -36,10 +36,10 @@ def latest_rows(settings) -> pd.DataFrame:
 
 
 def same(a, b) -> bool:
-    if isinstance(a, (list, np.ndarray)) or isinstance(b, (list, np.ndarray)):
-        return a is not None and b is not None and np.allclose(np.asarray(a, float), np.asarray(b, float)) \
-            if np.asarray(a).dtype.kind in "fi" else list(a) == list(b)
-    if isinstance(a, float) or isinstance(b, float):
+    """Equal feature values: lists element-wise, numbers to float32 precision."""
+    if isinstance(a, (list, np.ndarray)) and isinstance(b, (list, np.ndarray)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (float, np.floating)) or isinstance(b, (float, np.floating)):
         return a == pytest.approx(b, rel=1e-6)
     return a == b
 

@@ -36,3 +36,16 @@ def test_a_dataset_without_item_text_gets_no_vectors_and_the_service_says_so(hom
     assert [p.name for p in service.feature_view_projections] == ["item_profile"]
     content = content_features(store, ["p1", "p2"], pd.Timestamp("2024-03-07", tz="UTC"))
     assert "text_embedding" not in content and content["popularity_30d"].notna().all()
+
+
+def test_unchanged_texts_reuse_their_embeddings_and_edited_ones_are_encoded_again():
+    from longview.features import item_text_table
+
+    since = pd.Timestamp("2024-01-01", tz="UTC")
+    catalogue = pd.DataFrame({"item_id": ["a", "b"], "text": ["Toy Story (1995).", "Heat (1995)."]})
+    first = item_text_table(catalogue, since, progress=False)
+    marked = first.assign(text_embedding=[[9.0] * DIMENSIONS, [9.0] * DIMENSIONS])  # recognisable stand-ins
+    edited = catalogue.assign(text=["Toy Story (1995).", "Heat (1995). Genres: Crime."])
+    again = item_text_table(edited, since, marked, progress=False).set_index("item_id")
+    assert again.loc["a", "text_embedding"] == [9.0] * DIMENSIONS, "unchanged text: the stored vector is reused"
+    assert np.allclose(again.loc["b", "text_embedding"], encode(["Heat (1995). Genres: Crime."])[0], atol=1e-5)
