@@ -75,9 +75,11 @@ def ingest_cmd(
     except ValueError as exc:
         _fail(str(exc), 2)
     except BatchRejected as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_one_line(exc)}", err=True)
         _print_json(exc.result.summary())
         raise typer.Exit(1) from None
+    except Exception as exc:
+        _unexpected(exc)
     _print_json(result.summary())
 
 
@@ -95,19 +97,30 @@ def data_prepare(
     """Prepare a dataset: look in --source, then LONGVIEW_DATA_DIR/NAME, then download.
 
     The last line is a JSON summary: the events table's counts at the top level, other tables under `tables`."""
-    from longview.datasets import DatasetNotFound
-    from longview.ingestion import BatchRejected
-    from longview.pipeline import prepare_dataset
+    from longview.datasets import DatasetNotFound, UnknownDataset
+    from longview.pipeline import DatasetRejected, prepare_dataset
 
     settings = get_settings()
     try:
         _print_json(prepare_dataset(settings, dataset, source))
-    except (DatasetNotFound, ValueError) as exc:
+    except (DatasetNotFound, UnknownDataset) as exc:
         _fail(str(exc), 2)
-    except BatchRejected as exc:
-        typer.echo(f"error: {exc}", err=True)
-        _print_json(exc.result.summary())
+    except DatasetRejected as exc:
+        typer.echo(f"error: {_one_line(exc)}", err=True)
+        _print_json(exc.summary)
         raise typer.Exit(1) from None
+    except Exception as exc:  # no traceback reaches the user: one line, and a way to get the details
+        _unexpected(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _unexpected(exc: Exception) -> None:
+    if os.environ.get("LONGVIEW_DEBUG"):
+        raise exc
+    _fail(f"{type(exc).__name__}: {_one_line(exc)} (set LONGVIEW_DEBUG=1 for the traceback)")
 
 
 @app.command()

@@ -72,33 +72,86 @@ def ingest_landing(settings: Settings) -> list[dict]:
     return summaries
 
 
+class DatasetRejected(Exception):
+    """A dataset was refused: a file's structure is broken or a table failed as a whole. ``summary``
+    says what happened to each table (what was ingested before stays ingested)."""
+
+    def __init__(self, message: str, summary: dict) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+# Tags join their items' text, items must be known before events name them.
+PREPARE_ORDER = ("tags", "items", "users", "events")
+
+
 def prepare_dataset(settings: Settings, name: str, source: Path | None = None) -> dict:
     """Find (or download) a dataset, map it to the canonical tables and ingest each table through
-    the same validation and routing as `longview ingest` (catalogue and users first)."""
+    the same validation and routing as `longview ingest`. Raises DatasetRejected (with the summary)
+    when a file cannot be read as a table or a table fails as a whole."""
     from longview import datasets, synthetic
-    from longview.ingestion import as_text, ingest_frame
-    from longview.versioning import dvc_tracking
+    from longview.ingestion import as_text, batch_id_of, ingest_frame, quarantine_file
+    from longview.store import load_tags
 
+    notes: dict[str, str] = {}
     if name == "synthetic":
         world = synthetic.generate(settings.synthetic_users, settings.synthetic_items, settings.synthetic_days,
                                    settings.seed)
-        tables = {"items": world.items, "users": world.users, "events": world.events}
-        tables = {t: as_text(f) for t, f in tables.items()}
+        tables = {"items": as_text(world.items), "users": as_text(world.users), "events": as_text(world.events)}
         scale, origin, ordinal = {"rating_min": 1.0, "rating_max": 5.0}, "generated", False
     else:
         folder = datasets.locate(name, source, settings.data_dir, settings.downloads_dir)
-        loaded = datasets.load(name, folder, settings.session_gap_minutes)
-        tables = {"items": loaded.items, "users": loaded.users, "events": loaded.events}
-        spec = loaded.spec
-        scale = {} if spec.rating_min is None else {"rating_min": spec.rating_min, "rating_max": spec.rating_max}
-        origin, ordinal = str(folder), spec.ordinal_time
-    results = {t: ingest_frame(settings, frame, t, parameters=scale if t == "events" else None)
-               for t, frame in tables.items()}
-    events = results.pop("events")
-    return {**asdict(events), "dataset": name, "source": origin, "ordinal_time": ordinal,
-            "dvc": dvc_tracking(settings),
-            "tables": {t: {k: getattr(r, k) for k in ("received", "accepted", "quarantined", "report")}
-                       for t, r in results.items()}}
+        info = datasets.spec(name)
+        scale = {} if info.rating_min is None else {"rating_min": info.rating_min, "rating_max": info.rating_max}
+        origin, ordinal = str(folder), info.ordinal_time
+        try:
+            loaded = datasets.load(name, folder, settings.session_gap_minutes)
+        except datasets.SourceRejected as exc:
+            settings.ensure_dirs()
+            try:
+                content = exc.path.read_bytes()
+                batch_id = batch_id_of(content)
+                kept = f"kept at {quarantine_file(settings, exc.table, batch_id, content, exc.path.suffix)}"
+            except OSError as err:
+                batch_id, kept = "", f"not kept: {err.strerror or err}"
+            message = f"cannot read {exc.path}: {exc.problem}"
+            rejected = IngestResult(exc.rows, 0, exc.rows, None, batch_id, exc.table,
+                                    message=f"file rejected ({exc.problem}); {kept}")
+            summary = _prepare_summary(settings, name, origin, ordinal, {exc.table: rejected}, {}, message)
+            raise DatasetRejected(message, summary) from None
+        tables = {"tags": loaded.tags, "items": loaded.items, "users": loaded.users, "events": loaded.events}
+        notes = loaded.notes
+    results: dict[str, IngestResult] = {}
+    for table in PREPARE_ORDER:
+        frame = tables.get(table)
+        if frame is None:
+            continue
+        if table == "items" and tables.get("tags") is not None:
+            frame = datasets.with_tag_text(frame, load_tags(settings))  # the accepted tags only
+        try:
+            results[table] = ingest_frame(settings, frame, table, parameters=scale if table == "events" else None)
+        except BatchRejected as exc:
+            results[table] = exc.result
+            message = f"{table}: {exc}"
+            raise DatasetRejected(message, _prepare_summary(settings, name, origin, ordinal, results, notes,
+                                                            message, [t for t in tables if tables[t] is not None]))
+    return _prepare_summary(settings, name, origin, ordinal, results, notes)
+
+
+def _prepare_summary(settings: Settings, name: str, origin: str, ordinal: bool, results: dict[str, IngestResult],
+                     notes: dict[str, str], rejected: str | None = None, expected: list[str] | None = None) -> dict:
+    """The events' counts at the top level, every other table under ``tables``; a table the dataset
+    has but that was not reached (the dataset was rejected first) counts nothing."""
+    from longview.versioning import dvc_tracking
+
+    def counts(table: str) -> IngestResult:
+        return results.get(table) or IngestResult(0, 0, 0, None, "", table, message="not ingested: the dataset "
+                                                                                    "was rejected first")
+    others = [t for t in PREPARE_ORDER if t != "events" and (t in results or t in (expected or []))]
+    return {**asdict(counts("events")), "dataset": name, "source": origin, "ordinal_time": ordinal,
+            "rejected": rejected, "derived": notes, "dvc": dvc_tracking(settings),
+            "tables": {t: {k: getattr(counts(t), k) for k in ("received", "accepted", "quarantined", "report",
+                                                               "message")} for t in others}}
 
 
 def build_features(settings: Settings, progress: bool = True):

@@ -140,6 +140,10 @@ class Settings(BaseSettings):
         return self.home / "catalogue" / "users.parquet"
 
     @property
+    def tags_path(self) -> Path:
+        return self.home / "catalogue" / "tags.parquet"
+
+    @property
     def downloads_dir(self) -> Path:
         return self.home / "downloads"
 

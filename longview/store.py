@@ -1,4 +1,4 @@
-"""Reading the data home's tables: the accepted event store and the item catalogue."""
+"""Reading the data home's tables: the accepted event store, the item catalogue, users and tags."""
 
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ def load_users(settings: Settings) -> pd.DataFrame:
     if not settings.users_path.exists():
         return pd.DataFrame({"user_id": pd.Series(dtype=object)})
     return pd.read_parquet(settings.users_path)
+
+
+def load_tags(settings: Settings) -> pd.DataFrame:
+    if not settings.tags_path.exists():
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ("item_id", "tag")})
+    return pd.read_parquet(settings.tags_path)
 
 
 def row_fingerprints(frame: pd.DataFrame) -> pd.Series:

@@ -61,11 +61,14 @@ def validate_frame(
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     config = load_suite_config(settings, table)
-    # An expectation whose parameter is not available for this run (no catalogue yet) is left out.
+    present = set(frame.columns)
+    # Left out for this run: an expectation whose parameter is not available (no catalogue yet), and
+    # one on an optional column the batch does not have (required columns are the table-level check's).
     expectations = []
     for exp in config["expectations"]:
         needed = [v["$PARAMETER"] for v in exp["kwargs"].values() if isinstance(v, dict) and "$PARAMETER" in v]
-        if all(parameters.get(name) is not None for name in needed):
+        column = exp["kwargs"].get("column")
+        if all(parameters.get(name) is not None for name in needed) and (column is None or column in present):
             expectations.append(ExpectationConfiguration(type=exp["type"], kwargs=exp["kwargs"], meta=exp.get("meta")))
 
     context = _gx_context(settings)
@@ -79,14 +82,18 @@ def validate_frame(
     result = batch.validate(suite, result_format={"result_format": "COMPLETE"}, expectation_parameters=parameters)
 
     outcome = ValidationOutcome(success=bool(result.success))
-    present = set(frame.columns)
     for res in result.results:
         cfg = res.expectation_config
         mask = (masks or {}).get(cfg.kwargs.get("column"))
         if mask and res.result:
             _mask_values(res.result, mask)
-        reason = (cfg.meta or {}).get("reason", cfg.type)
+        meta = cfg.meta or {}
+        reason = meta.get("reason", cfg.type)
         column = cfg.kwargs.get("column")
+        error = _exception_message(res.exception_info)
+        if error is not None:  # GX caught an error inside the expectation: its verdict means nothing
+            outcome.table_failures.append(f"{cfg.type}({column or 'table'}) could not run: {error}")
+            continue
         if res.success:
             continue
         if cfg.type in TABLE_LEVEL or column is None:
@@ -95,12 +102,17 @@ def validate_frame(
             detail = ", ".join(missing) if missing else (f"{column} = {observed:.3g}" if isinstance(observed, float) else "")
             outcome.table_failures.append(f"{reason}: {detail}" if detail else reason)
             continue
-        if column not in present:
-            continue  # reported by the table-level column check
         label = f"{cfg.type}({column}): {reason}"
-        for idx in res.result.get("unexpected_index_list") or []:
-            key = idx if not isinstance(idx, dict) else idx.get("index")
-            outcome.row_reasons.setdefault(int(key), []).append(label)
+        detail_column = meta.get("detail_column")  # a column that says more about each failing row
+        failing = [idx if not isinstance(idx, dict) else idx.get("index")
+                   for idx in res.result.get("unexpected_index_list") or []]
+        if not failing:
+            outcome.table_failures.append(f"{cfg.type}({column}) failed without naming the failing rows")
+        for key in failing:
+            text = f"{label}: {frame.at[key, detail_column]}" if detail_column else label
+            outcome.row_reasons.setdefault(int(key), []).append(text)
+    if not outcome.success and not outcome.table_failures and not outcome.row_reasons:
+        outcome.table_failures.append("the suite failed without a failing expectation")
 
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     outcome.report = settings.reports_dir / f"{table}-{batch_id}.json"
@@ -119,7 +131,7 @@ def validate_frame(
             batch_identifier=batch_id,
         )
         vr_store.set(key, result)
-        urls = context.build_data_docs()
+        urls = context.build_data_docs(resource_identifiers=[key])  # this run's page (and the index), not all
         index = next(iter(urls.values()), None)
         # Link the page of this very validation run when the site has one, else the site's index.
         pages = sorted(settings.gx_dir.rglob(f"data_docs/*/validations/{table}/**/{batch_id}.html"))
@@ -127,6 +139,18 @@ def validate_frame(
     except Exception as exc:  # Data Docs are a convenience: the JSON report is the record.
         log.warning("could not build Data Docs: %s", exc)
     return outcome
+
+
+def _exception_message(info: Any) -> str | None:
+    """GX's message for an expectation that raised, or None. GX 1.x reports either one
+    ``{raised_exception, exception_message, ...}`` dict or such dicts keyed by metric."""
+    if not info:
+        return None
+    entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    for entry in entries:
+        if entry.get("raised_exception"):
+            return str(entry.get("exception_message") or "unknown error").splitlines()[0]
+    return None
 
 
 def _mask_values(result: dict, mask: Callable[[Any], Any]) -> None:

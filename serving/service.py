@@ -9,6 +9,7 @@ import bentoml
 from pydantic import Field
 
 from longview.feature_store import FeatureStoreError, OnlineFeatureReader, feature_store
+from longview.ids import ID_REGEX, MAX_ID_LENGTH
 from longview.privacy import pseudonym, pseudonym_key
 from longview.settings import get_settings
 from serving.ranking import rank_for_user
@@ -17,8 +18,8 @@ from training.tracking import CHAMPION, alias_version, load_version, mlflow_clie
 log = logging.getLogger(__name__)
 
 MAX_K = 100
-UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$",
-                              description="the user's id (letters, digits, _.:-)")]
+UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_REGEX,
+                              description=f"the user's id (1-{MAX_ID_LENGTH} letters, digits, _.:-)")]
 TopK = Annotated[int, Field(ge=1, le=MAX_K, strict=True, description=f"how many items, 1 to {MAX_K}")]
 
 

@@ -1,19 +1,23 @@
 """Real datasets mapped into Longview's canonical tables.
 
-``load(name, folder)`` reads one dataset folder into ``CanonicalTables``: events, items and users as
-object-dtype frames of ``str``/``None`` (never NaN), timestamps as ISO-8601 UTC text: the shape the
-file ingestion validates, so the same Great Expectations suite can run on them.
+``load(name, folder)`` reads one dataset folder into ``CanonicalTables``: events, items, users (and
+tags where the dataset has them) as object-dtype frames of ``str``/``None`` (never NaN), timestamps
+as ISO-8601 UTC text: the shape the file ingestion validates, so the same Great Expectations suites
+run on them. Files are read as text and no line is lost: a row that breaks its layout (a bad id, a
+missing field, a number that is not one) is kept with its ``source_problem`` for the suites to
+quarantine; only a file that cannot be read as a table raises ``SourceRejected``.
 ``locate(name, source, data_dir, cache_dir)`` finds the folder: an explicit source, the shared data
 folder, the download cache, or a download from the publisher (MovieLens only).
 
 Id conventions: users ``u<id>``, MovieLens movies ``m<id>``, SASRec items ``i<id>``, Instacart
-products ``p<id>`` and orders (sessions) ``o<id>``; event ids ``<user>-<item>-<unix seconds>``;
-derived sessions ``<user>.s<n>``. Any id over 64 characters becomes ``h`` + 20 hex of its SHA-1.
+products ``p<id>`` and orders (sessions) ``o<id>``; event ids ``<user>-<item>-<unix seconds>``
+(Instacart: ``<order>-<product>``; a row sent twice is a duplicate), ``<file>:<line>`` for a row with a problem; derived sessions
+``<user>.s<n>``. Any id over 64 characters becomes ``h`` + 20 hex of its SHA-1.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -22,10 +26,13 @@ from longview.datasets import instacart, movielens, sasrec
 from longview.datasets.download import ChecksumError, cached
 from longview.datasets.download import download as fetch_dataset
 from longview.datasets.sessions import derive_sessions
-from longview.datasets.tables import EVENT_COLUMNS, ID_PATTERN, ITEM_COLUMNS
+from longview.datasets.source import SourceRejected
+from longview.datasets.tables import EVENT_COLUMNS, ITEM_COLUMNS, SOURCE_COLUMNS, TAG_COLUMNS, with_tag_text
+from longview.ids import ID_PATTERN
 
 __all__ = ["CanonicalTables", "ChecksumError", "DATASETS", "DatasetNotFound", "DatasetSpec", "EVENT_COLUMNS",
-           "ID_PATTERN", "ITEM_COLUMNS", "UnknownDataset", "derive_sessions", "load", "locate", "spec"]
+           "ID_PATTERN", "ITEM_COLUMNS", "SOURCE_COLUMNS", "SourceRejected", "TAG_COLUMNS", "UnknownDataset",
+           "derive_sessions", "load", "locate", "spec", "with_tag_text"]
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 _GROUPLENS_TERMS = "GroupLens terms: research use, no redistribution; cite Harper & Konstan 2015."
@@ -51,6 +58,8 @@ class CanonicalTables:
     items: pd.DataFrame
     users: pd.DataFrame
     spec: DatasetSpec
+    tags: pd.DataFrame | None = None  # free-text tags (10M and the CSV layout); None: the dataset has none
+    notes: dict[str, str] = field(default_factory=dict)  # tables derived from another (no file of their own)
 
 
 class UnknownDataset(ValueError):
@@ -128,16 +137,15 @@ def _not_found(name: str, folder: Path, missing: list[str]) -> DatasetNotFound:
 
 
 def load(name: str, folder: Path, session_gap_minutes: float = 30) -> CanonicalTables:
-    """Read the dataset ``name`` from ``folder`` into the canonical tables."""
+    """Read the dataset ``name`` from ``folder`` into the canonical tables. Raises SourceRejected
+    when a file's structure is broken (undecodable bytes, a missing column, an unreadable file)."""
     info = spec(name)
     folder = Path(folder)
     missing = missing_files(name, folder)
     if missing:
         raise _not_found(name, folder, missing)
-    events, items, users = _LOADERS[info.layout](folder, session_gap_minutes)
-    if not info.has_text:
-        items = items.assign(text=None)  # ids only: nothing worth embedding, and nothing invented
-    return CanonicalTables(events=events, items=items, users=users, spec=info)
+    events, items, users, tags, notes = _LOADERS[info.layout](folder, session_gap_minutes)
+    return CanonicalTables(events=events, items=items, users=users, spec=info, tags=tags, notes=notes)
 
 
 def locate(name: str, source: Path | None, data_dir: Path, cache_dir: Path, timeout: float = 60.0) -> Path:

@@ -1,30 +1,37 @@
 """MovieLens in the GroupLens layouts: 100K (``u.*``), 1M/10M (``*.dat``, ``::``), and the CSV layout
 of 20M/25M/32M/latest/latest-small.
 
-Ids: user ``u{userId}`` (``u196``), movie ``m{movieId}`` (``m242``). Every rating is one event of type
+Ids: user ``u{userId}`` (``u196``), movie ``m{movieId}`` (``m242``); MovieLens ids are unsigned
+integers below 2^63, and any other id is a row problem. Every rating is one event of type
 ``rating`` whose value is the rating as text ("4", "3.5"). Titles and genres come from the movies
-file; tags (10M and CSV layouts) are added to the item text; release time is the 100K release date,
-else January 1 of the "(1995)" year that ends a title.
-"""
+file; tags (10M and CSV layouts) are their own table, and the accepted ones join the item text;
+release time is the 100K release date, else January 1 of the "(1995)" year that ends a title.
+Columns the platform does not use (100K's video date and IMDb link, links.csv) are not checked."""
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from longview.datasets.fields import (
+    Problems,
+    finite_numbers,
+    number_text,
+    unix_seconds,
+    unsigned_ids,
+    whole_numbers,
+)
+from longview.datasets.source import BLANKS, Records, SourceRejected, read_records
 from longview.datasets.tables import (
-    add_missing_items,
+    TAG_COLUMNS,
+    derived_users,
     event_frame,
     item_frame,
-    number_text,
-    prefixed,
+    iso_utc,
     title_year,
-    user_frame,
+    with_source,
 )
 
 # The files each layout cannot do without.
@@ -41,155 +48,139 @@ OCCUPATIONS_1M = ["other", "academic/educator", "artist", "clerical/admin", "col
                   "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
                   "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
                   "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer"]
-TAGS_PER_ITEM = 10
-CSV_RATINGS = {"userId": "user", "movieId": "item", "rating": "rating", "timestamp": "timestamp"}
-_RATING_TYPES = {0: "int64", 1: "int64", 2: "float64", 3: "int64"}
+RATINGS = ["user", "movie", "rating", "timestamp"]
+TAGS = ["user", "movie", "tag", "timestamp"]
+CSV_NAMES = {"userId": "user", "movieId": "movie", "rating": "rating", "timestamp": "timestamp",
+             "title": "title", "genres": "genres", "tag": "tag"}
+USERS_FILE_NOTE = "users: derived from the ratings (the dataset has no users file)"
+
+Loaded = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame | None, dict[str, str]]
 
 
-def read_text(path: Path) -> str:
-    """A text file as str: byte order mark dropped, UTF-8 else latin-1, CRLF/CR made LF."""
-    data = path.read_bytes()
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")  # GroupLens' .dat/u.item files are ISO-8859-1
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+def _csv(path: Path, table: str, columns: list[str]) -> Records:
+    """A CSV-layout file (header, quoted fields, UTF-8) with its columns renamed to the short names."""
+    records = read_records(path, table, columns, ",", header=True, quoted=True)
+    records.fields.columns = [CSV_NAMES[c] for c in records.fields.columns]
+    return records
 
 
-def _lines(path: Path) -> pd.Series:
-    lines = pd.Series(read_text(path).split("\n"), dtype=object)
-    return lines[lines.str.strip() != ""].reset_index(drop=True)
-
-
-def _read_ratings(path: Path, rename: dict | None = None, **kwargs) -> pd.DataFrame:
-    """user, item, rating, timestamp (numeric) from a ratings file; C parser, BOM and CRLF safe.
-    Without ``rename`` the four columns read are taken in that order."""
-    try:
-        frame = pd.read_csv(path, encoding="utf-8-sig", **kwargs)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise ValueError(f"cannot read ratings from {path}: {exc}") from exc
-    if rename:
-        frame.columns = [str(c).strip() for c in frame.columns]
-        return frame.rename(columns=rename)[["user", "item", "rating", "timestamp"]]
-    frame.columns = ["user", "item", "rating", "timestamp"]
-    return frame
-
-
-def _events(ratings: pd.DataFrame, gap_minutes: float) -> pd.DataFrame:
-    return event_frame(prefixed("u", ratings["user"].to_numpy()), prefixed("m", ratings["item"].to_numpy()),
-                       ratings["timestamp"].to_numpy(), "rating", value=number_text(ratings["rating"].to_numpy()),
-                       gap_minutes=gap_minutes)
+def _events(records: Records, gap_minutes: float) -> pd.DataFrame:
+    f, problems = records.fields, Problems(records)
+    user = unsigned_ids(f["user"], "user id", problems, "u")
+    movie = unsigned_ids(f["movie"], "movie id", problems, "m")
+    rating = finite_numbers(f["rating"], "rating", problems)
+    epoch = unix_seconds(f["timestamp"], "timestamp", problems)
+    value = np.where(rating.notna(), number_text(rating), f["rating"].to_numpy(object))
+    return event_frame(user, movie, epoch, "rating", file=records.file, source_line=records.line,
+                       problem=problems.text, value=value, raw_time=f["timestamp"], gap_minutes=gap_minutes)
 
 
 def _clean_genres(genres: pd.Series) -> pd.Series:
     def clean(text: str) -> str:
-        return "|".join(g.strip() for g in str(text).split("|") if g.strip() not in NO_GENRE)
+        return "|".join(g.strip(BLANKS) for g in str(text).split("|") if g.strip(BLANKS) not in NO_GENRE)
     return genres.fillna("").map(clean).astype(object)
 
 
-def _tag_text(movie: pd.Series, tag: pd.Series) -> pd.Series:
-    """Per movie id (raw), its most used tags (case-insensitive, at most TAGS_PER_ITEM), ", "-joined."""
-    tags = pd.DataFrame({"movie": movie.astype(str).str.strip(),
-                         "tag": tag.fillna("").astype(str).str.split().str.join(" ")})
-    tags = tags[tags["tag"] != ""]
-    if tags.empty:
-        return pd.Series(dtype=object)
-    tags["key"] = tags["tag"].str.lower()
-    counted = tags.groupby(["movie", "key"], sort=False).agg(n=("tag", "size"), tag=("tag", "first")).reset_index()
-    counted = counted.sort_values(["movie", "n"], ascending=[True, False], kind="stable")
-    top = counted.groupby("movie", sort=False).head(TAGS_PER_ITEM)
-    return top.groupby("movie", sort=False)["tag"].agg(", ".join)
-
-
-def _items(movie_id: pd.Series, title: pd.Series, genres: pd.Series, tags: pd.Series | None,
-           release: pd.Series | None = None) -> pd.DataFrame:
-    movie_id = movie_id.astype(str).str.strip()
-    title = title.astype(str).str.strip()
-    from_title = title_year(title)
+def _items(records: Records, problems: Problems, genres: pd.Series, release: pd.Series | None = None) -> pd.DataFrame:
+    f = records.fields
+    movie = unsigned_ids(f["movie"], "movie id", problems, "m")
+    from_title = title_year(f["title"].fillna(""))
     release = from_title if release is None else release.where(release.notna(), from_title)
-    aligned = None if tags is None else pd.Series(movie_id.map(tags).to_numpy(object), index=title.index)
-    return item_frame("m" + movie_id, title, _clean_genres(genres), release, aligned)
+    return item_frame(movie, f["title"], _clean_genres(genres), release, source_line=records.line,
+                      problem=problems.text)
 
 
-def load_100k(folder: Path, session_gap_minutes: float = 30.0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """``u.data`` (user, item, rating, unix time), ``u.item`` (latin-1, 19 genre flags), ``u.user``."""
-    ratings = _read_ratings(folder / "u.data", sep=r"\s+", header=None, usecols=[0, 1, 2, 3], dtype=_RATING_TYPES)
-    events = _events(ratings, session_gap_minutes)
+def _users(records: Records, problems: Problems) -> pd.DataFrame:
+    f = records.fields
+    users = pd.DataFrame({"user_id": unsigned_ids(f["user"], "user id", problems, "u")})
+    for column in ("age", "gender", "occupation", "zip"):
+        users[column] = f[column]
+    return with_source(users, records.line, problems.text)
 
-    genre_names = GENRES_100K
-    if (folder / "u.genre").exists():
-        rows = _lines(folder / "u.genre").str.rsplit("|", n=1)
-        genre_names = [r[0] for r in sorted(rows, key=lambda r: int(r[1]))]
-    raw = pd.read_csv(io.StringIO(read_text(folder / "u.item")), sep="|", header=None, dtype=str,
-                      keep_default_na=False, quoting=csv.QUOTE_NONE)
-    flags = raw.iloc[:, 5:5 + len(genre_names)].apply(pd.to_numeric, errors="coerce").fillna(0).to_numpy() > 0
-    names = np.array(genre_names[:flags.shape[1]], dtype=object)
-    genres = pd.Series(["|".join(names[row]) for row in flags], dtype=object)
-    release = pd.to_datetime(raw[2].str.strip(), format="%d-%b-%Y", errors="coerce", utc=True)
-    release_text = pd.Series(release.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").to_numpy(object), index=raw.index)
-    items = _items(raw[0], raw[1], genres, None, release_text.where(release.notna(), None))
-    items = add_missing_items(items, events, "movie")
 
-    users = None
+def _tags(records: Records) -> pd.DataFrame:
+    f, problems = records.fields, Problems(records)
+    tags = pd.DataFrame({"user_id": unsigned_ids(f["user"], "user id", problems, "u"),
+                         "item_id": unsigned_ids(f["movie"], "movie id", problems, "m"), "tag": f["tag"]})
+    epoch = unix_seconds(f["timestamp"], "timestamp", problems)
+    tags["timestamp"] = np.where(epoch >= 0, iso_utc(np.maximum(epoch, 0)), f["timestamp"].to_numpy(object))
+    return with_source(tags[TAG_COLUMNS].astype(object), records.line, problems.text)
+
+
+def _genre_names(folder: Path) -> list[str]:
+    """The 100K genre list from ``u.genre`` (``name|index`` lines), or the published default."""
+    path = folder / "u.genre"
+    if not path.exists():
+        return GENRES_100K
+    records = read_records(path, "items", ["name", "index"], "|", latin1=True)
+    index = pd.to_numeric(records.fields["index"], errors="coerce")
+    if not records.ok.all() or index.isna().any() or sorted(index) != list(range(len(index))):
+        raise SourceRejected(path, "items", "is not a list of name|index lines numbered 0, 1, 2, ...")
+    return records.fields.assign(index=index).sort_values("index")["name"].tolist()
+
+
+def load_100k(folder: Path, session_gap_minutes: float = 30.0) -> Loaded:
+    """``u.data`` (user, item, rating, unix time), ``u.item`` (latin-1, a 0/1 flag per genre), ``u.user``."""
+    events = _events(read_records(folder / "u.data", "events", RATINGS, None), session_gap_minutes)
+
+    genre_names = _genre_names(folder)
+    flags = [f"genre{i}" for i in range(len(genre_names))]
+    records = read_records(folder / "u.item", "items", ["movie", "title", "release", "video", "url", *flags], "|",
+                           latin1=True)
+    f, problems = records.fields, Problems(records)
+    flag_values = f[flags].fillna("")
+    problems.add(~flag_values.isin(["0", "1"]).all(axis=1), "genre flags must be 0 or 1")
+    names = np.array(genre_names, dtype=object)
+    genres = pd.Series(["|".join(names[row]) for row in (flag_values == "1").to_numpy()], index=f.index, dtype=object)
+    release = pd.to_datetime(f["release"], format="%d-%b-%Y", errors="coerce", utc=True)
+    problems.add(f["release"].fillna("").ne("") & release.isna(), "release date is not DD-Mon-YYYY")
+    release_text = pd.Series(release.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").to_numpy(object), index=f.index)
+    items = _items(records, problems, genres, release_text.where(release.notna(), None))
+
+    notes = {}
     if (folder / "u.user").exists():
-        u = pd.read_csv(io.StringIO(read_text(folder / "u.user")), sep="|", header=None, dtype=str,
-                        keep_default_na=False, quoting=csv.QUOTE_NONE).iloc[:, :5]
-        u.columns = ["user_id", "age", "gender", "occupation", "zip"]
-        u = u.apply(lambda c: c.str.strip())
-        u["user_id"] = "u" + u["user_id"]
-        users = u.replace({"": None})
-    return events, items, user_frame(users, events)
+        records = read_records(folder / "u.user", "users", ["user", "age", "gender", "occupation", "zip"], "|",
+                               latin1=True)
+        users = _users(records, Problems(records))
+    else:
+        users, notes["users"] = derived_users(events), USERS_FILE_NOTE
+    return events, items, users, None, notes
 
 
-def load_dat(folder: Path, session_gap_minutes: float = 30.0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def load_dat(folder: Path, session_gap_minutes: float = 30.0) -> Loaded:
     """1M and 10M: ``ratings.dat``, ``movies.dat``, optional ``users.dat`` (1M) and ``tags.dat`` (10M)."""
-    # ``a::b`` read with the one-character separator ":" gives a, "", b: fields 0, 2, 4, 6.
-    ratings = _read_ratings(folder / "ratings.dat", sep=":", header=None, usecols=[0, 2, 4, 6],
-                            dtype={0: "int64", 2: "int64", 4: "float64", 6: "int64"})
-    events = _events(ratings, session_gap_minutes)
+    def dat(name: str, table: str, names: list[str]) -> Records:
+        return read_records(folder / name, table, names, "::", latin1=True)
 
-    lines = _lines(folder / "movies.dat")
-    head = lines.str.split("::", n=1)
-    tail = head.str[1].fillna("").str.rsplit("::", n=1)  # titles may hold ":"; the id and genres cannot
-    tags = None
-    if (folder / "tags.dat").exists():
-        t = _lines(folder / "tags.dat").str.split("::", n=2)
-        tags = _tag_text(t.str[1], t.str[2].fillna("").str.rsplit("::", n=1).str[0])
-    items = _items(head.str[0], tail.str[0].fillna(""), tail.str[1].fillna(""), tags)
-    items = add_missing_items(items, events, "movie")
+    events = _events(dat("ratings.dat", "events", RATINGS), session_gap_minutes)
+    records = dat("movies.dat", "items", ["movie", "title", "genres"])
+    items = _items(records, Problems(records), records.fields["genres"])
+    tags = _tags(dat("tags.dat", "tags", TAGS)) if (folder / "tags.dat").exists() else None
 
-    users = None
+    notes = {}
     if (folder / "users.dat").exists():
-        u = _lines(folder / "users.dat").str.split("::", expand=True).iloc[:, :5]
-        u.columns = ["user_id", "gender", "age", "occupation", "zip"]
-        u = u.apply(lambda c: c.fillna("").str.strip())
-        code = pd.to_numeric(u["occupation"], errors="coerce")
-        named = code.map(lambda c: OCCUPATIONS_1M[int(c)] if pd.notna(c) and 0 <= c < len(OCCUPATIONS_1M) else None)
-        u["occupation"] = named.where(named.notna(), u["occupation"])
-        u["user_id"] = "u" + u["user_id"]
-        users = u[["user_id", "age", "gender", "occupation", "zip"]].replace({"": None})
-    return events, items, user_frame(users, events)
+        records = dat("users.dat", "users", ["user", "gender", "age", "occupation", "zip"])
+        problems = Problems(records)
+        code = whole_numbers(records.fields["occupation"], "occupation code", 0, len(OCCUPATIONS_1M) - 1, problems,
+                             required=False)
+        named = code.map(lambda c: OCCUPATIONS_1M[int(c)] if pd.notna(c) else None)
+        records.fields["occupation"] = named.where(named.notna(), records.fields["occupation"])
+        users = _users(records, problems)
+    else:
+        users, notes["users"] = derived_users(events), USERS_FILE_NOTE
+    return events, items, users, tags, notes
 
 
-def load_csv(folder: Path, session_gap_minutes: float = 30.0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def load_csv(folder: Path, session_gap_minutes: float = 30.0) -> Loaded:
     """20M/25M/32M/latest: ``ratings.csv``, ``movies.csv`` (quoted titles), optional ``tags.csv``."""
-    ratings = _read_ratings(folder / "ratings.csv", rename=CSV_RATINGS,
-                            usecols=lambda c: c.strip() in CSV_RATINGS,
-                            dtype={"userId": "int64", "movieId": "int64", "rating": "float64", "timestamp": "int64"})
-    events = _events(ratings, session_gap_minutes)
-
-    movies = pd.read_csv(io.StringIO(read_text(folder / "movies.csv")), dtype=str, keep_default_na=False)
-    movies.columns = [c.strip() for c in movies.columns]
+    events = _events(_csv(folder / "ratings.csv", "events", ["userId", "movieId", "rating", "timestamp"]),
+                     session_gap_minutes)
+    records = _csv(folder / "movies.csv", "items", ["movieId", "title", "genres"])
+    items = _items(records, Problems(records), records.fields["genres"])
     tags = None
     if (folder / "tags.csv").exists():
-        t = pd.read_csv(io.StringIO(read_text(folder / "tags.csv")), dtype=str, keep_default_na=False)
-        t.columns = [c.strip() for c in t.columns]
-        tags = _tag_text(t["movieId"], t["tag"])
-    items = _items(movies["movieId"], movies["title"], movies["genres"], tags)
-    items = add_missing_items(items, events, "movie")
-    return events, items, user_frame(None, events)
+        tags = _tags(_csv(folder / "tags.csv", "tags", ["userId", "movieId", "tag", "timestamp"]))
+    return events, items, derived_users(events), tags, {"users": USERS_FILE_NOTE}
 
 
 LOADERS = {"ml-100k": load_100k, "ml-dat": load_dat, "ml-csv": load_csv}

@@ -1,10 +1,11 @@
 """MovieLens 1M in the SASRec preprocessing: ``sequences.txt``, one user per line, item ids in time
 order, space separated; no timestamps, ratings or titles.
 
-Ids: user ``u{line number}`` (1-based, blank lines skipped), item ``i{id}``. Times are ordinal: the
-n-th item of a user (n = 0, 1, ...) is at ORIGIN + n minutes, so only the order within a user is
-real. Events are ``click``s without value; sessions are left empty (there is no time to split on).
-"""
+Ids: user ``u{line number}`` (1-based among non-blank lines), item ``i{id}``. Each item on a line
+is one row (an interaction); an item that is not an unsigned integer below 2^63 is a row problem.
+Times are ordinal: the n-th item of a user (n = 0, 1, ...) is at ORIGIN + n minutes, so only the
+order within a user is real. Events are ``click``s without value; sessions are left empty (there is
+no time to split on). The catalogue is derived from the events (the dataset has none)."""
 
 from __future__ import annotations
 
@@ -14,31 +15,42 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from longview.datasets.tables import event_frame, item_frame, prefixed, user_frame
+from longview.datasets.fields import Problems
+from longview.datasets.fields import unsigned_ids as checked_ids
+from longview.datasets.source import BLANKS, Records, blank, decode
+from longview.datasets.tables import derived_items, derived_users, event_frame
 
 FILES = ["sequences.txt"]
 ORIGIN = datetime(2000, 1, 1, tzinfo=timezone.utc)
 STEP_SECONDS = 60
+NOTES = {"items": "items: derived from the sequences (the dataset has no catalogue file)",
+         "users": "users: one per line of the sequences (the dataset has no users file)"}
 
 
-def read_sequences(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user number, item id, position) arrays, one entry per interaction."""
-    lines = [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    lengths = np.fromiter((len(line.split()) for line in lines), dtype=np.int64, count=len(lines))
-    try:
-        items = np.array(" ".join(lines).split(), dtype=np.int64)
-    except ValueError as exc:
-        raise ValueError(f"{path}: item ids must be integers ({exc})") from exc
-    users = np.repeat(np.arange(1, len(lines) + 1), lengths)
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    positions = np.arange(len(items)) - starts
-    return users, items, positions
+def read_sequences(path: Path) -> Records:
+    """One record per item on a non-blank line: fields ``user`` (the line's rank) and ``item``, and
+    ``position`` (the item's place on its line)."""
+    lines = pd.Series(decode(path, "events").split("\n"), dtype=object)
+    numbers = np.arange(1, len(lines) + 1)
+    keep = (~blank(lines)).to_numpy()
+    tokens = lines[keep].str.strip(BLANKS).str.split(r"[ \t]+", regex=True)
+    lengths = tokens.str.len().to_numpy()
+    flat = tokens.explode()
+    fields = pd.DataFrame({
+        "user": np.repeat(np.arange(1, len(tokens) + 1), lengths).astype(str).astype(object),
+        "item": flat.to_numpy(object),
+        "position": np.concatenate([np.arange(n) for n in lengths]) if len(lengths) else np.array([], dtype=int),
+    })
+    problem = pd.Series(None, index=fields.index, dtype=object)
+    return Records(path.name, fields, np.repeat(numbers[keep], lengths), problem)
 
 
-def load(folder: Path, session_gap_minutes: float = 30.0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    users, items, positions = read_sequences(folder / "sequences.txt")
-    epoch = int(ORIGIN.timestamp()) + positions * STEP_SECONDS
-    events = event_frame(prefixed("u", users), prefixed("i", items), epoch, "click", gap_minutes=None)
-    ids = np.sort(pd.unique(items))
-    catalogue = item_frame([f"i{i}" for i in ids], [f"item {i}" for i in ids])
-    return events, catalogue, user_frame(None, events)
+def load(folder: Path, session_gap_minutes: float = 30.0):
+    records = read_sequences(folder / "sequences.txt")
+    problems = Problems(records)
+    user = "u" + records.fields["user"]
+    item = checked_ids(records.fields["item"], "item id", problems, "i")
+    epoch = int(ORIGIN.timestamp()) + records.fields["position"].to_numpy(dtype="int64") * STEP_SECONDS
+    events = event_frame(user, item, epoch, "click", file=records.file, source_line=records.line,
+                         problem=problems.text, gap_minutes=None)
+    return events, derived_items(events, "item"), derived_users(events), None, dict(NOTES)

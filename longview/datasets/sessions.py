@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from longview.ids import MAX_ID_LENGTH, fit_ids
+
 
 def session_numbers(user_id: pd.Series, epoch: pd.Series, gap_minutes: float = 30.0) -> np.ndarray:
     """Per row, the 1-based number of its session among the user's sessions (in time order).
@@ -34,10 +36,7 @@ def session_ids(user_id: pd.Series, epoch: pd.Series, gap_minutes: float = 30.0)
     numbers = session_numbers(user_id, epoch, gap_minutes)
     users = pd.Series(np.asarray(user_id, dtype=object))
     ids = (users + ".s" + pd.Series(numbers).astype(str)).to_numpy(object)
-    too_long = np.fromiter((len(s) > 64 for s in ids), dtype=bool, count=len(ids))
-    if too_long.any():
-        from longview.datasets.tables import fit_ids
-
+    if any(len(s) > MAX_ID_LENGTH for s in ids):
         ids = fit_ids(ids)
     return pd.Series(ids, index=getattr(user_id, "index", None), dtype=object)
 

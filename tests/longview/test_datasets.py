@@ -15,29 +15,36 @@ import pytest
 from longview import datasets
 from longview.datasets import (
     DATASETS,
+    SOURCE_COLUMNS,
     ChecksumError,
     DatasetNotFound,
+    SourceRejected,
     UnknownDataset,
     derive_sessions,
     load,
     locate,
+    with_tag_text,
 )
 from longview.datasets import download as dl
 from longview.datasets import instacart
 from tests.conftest import real_data
 
 ID = datasets.ID_PATTERN
+SOURCE = SOURCE_COLUMNS
 EVENT_TYPES = {"impression", "click", "view", "rating", "purchase"}
 
 
 def assert_canonical(tables: datasets.CanonicalTables) -> None:
-    """Every value str or None, ids valid, events point at known items and users."""
+    """Every value str or None, ids valid, events point at known items and users, no row problem."""
     events, items, users = tables.events, tables.items, tables.users
-    assert list(events.columns) == datasets.EVENT_COLUMNS
-    assert list(items.columns) == datasets.ITEM_COLUMNS
-    assert users.columns[0] == "user_id"
+    source = datasets.SOURCE_COLUMNS
+    assert list(events.columns) == datasets.EVENT_COLUMNS + source
+    assert list(items.columns) == datasets.ITEM_COLUMNS + source
+    assert users.columns[0] == "user_id" and list(users.columns[-2:]) == source
     for frame in (events, items, users):
-        for col in frame.columns:
+        assert frame["source_problem"].isna().all(), frame["source_problem"].dropna().head().tolist()
+        assert frame["source_line"].dtype == "int64"
+        for col in frame.columns.drop(source):
             values = frame[col]
             assert values.dtype == object, col
             assert pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"), col
@@ -57,6 +64,12 @@ def assert_canonical(tables: datasets.CanonicalTables) -> None:
     assert items["genres"].notna().all()
     # Text only where the dataset has some (never invented from an id); id-only items have none.
     assert items["text"].notna().any() if tables.spec.has_text else items["text"].isna().all()
+
+
+def assert_known_items_only(tables: datasets.CanonicalTables) -> None:
+    """assert_canonical, less the rule that every event names a catalogue item."""
+    known = tables.events["item_id"].isin(tables.items["item_id"])
+    assert_canonical(dataclasses.replace(tables, events=tables.events[known]))
 
 
 def ratings(tables) -> pd.Series:
@@ -103,8 +116,8 @@ def test_ml100k_real(ml100k):
     assert toy["text"] == "Toy Story (1995). Genres: Animation, Children's, Comedy."
     assert (ml100k.items["title"].str.contains("é")).any(), "latin-1 titles decoded"
     assert ml100k.items["release_time"].isna().sum() == 1  # item 267 "unknown" has no date at all
-    assert list(ml100k.users.columns) == ["user_id", "age", "gender", "occupation", "zip"]
-    assert ml100k.users.iloc[0].tolist() == ["u1", "24", "M", "technician", "85711"]
+    assert list(ml100k.users.columns) == ["user_id", "age", "gender", "occupation", "zip", *SOURCE]
+    assert ml100k.users.iloc[0].tolist() == ["u1", "24", "M", "technician", "85711", 1, None]
     assert ml100k.spec.rating_min == 1 and ml100k.spec.rating_max == 5 and not ml100k.spec.ordinal_time
     per_user = e.groupby("user_id")["session_id"].nunique()
     assert (per_user >= 1).all() and e["session_id"].nunique() > 943  # users come back
@@ -173,7 +186,7 @@ def test_ml1m_layout(tmp_path, crlf):
     assert items.loc["m2", "release_time"] == "2001-01-01T00:00:00+00:00"
     assert items.loc["m3", "title"] == "Star Wars: Episode IV - A New Hope (1977)"
     assert items.loc["m3", "genres"] == "Action|Sci-Fi"
-    assert tables.users.to_dict("records") == [
+    assert tables.users.drop(columns=SOURCE).to_dict("records") == [
         {"user_id": "u1", "age": "1", "gender": "F", "occupation": "K-12 student", "zip": "48067"},
         {"user_id": "u2", "age": "56", "gender": "M", "occupation": "self-employed", "zip": "70072"},
     ]
@@ -196,8 +209,12 @@ def test_ml10m_layout_has_tags_and_half_stars(tmp_path):
     assert_canonical(tables)
     assert tables.spec.rating_min == 0.5
     assert tables.events["value"].tolist() == ["4.5", "0.5", "3"]
-    assert tables.users["user_id"].tolist() == ["u5", "u9"] and list(tables.users.columns) == ["user_id"]
-    items = tables.items.set_index("item_id")
+    assert tables.users["user_id"].tolist() == ["u5", "u9"] and list(tables.users.columns) == ["user_id", *SOURCE]
+    assert "users" in tables.notes  # derived from the ratings, and the summary says so
+    assert tables.tags[datasets.TAG_COLUMNS].values.tolist()[:2] == [
+        ["u5", "m10", "Bond", "2000-12-31T22:00:00+00:00"], ["u9", "m10", "bond", "2000-12-31T22:00:00+00:00"]]
+    # Tags join the item text only once the tags suite accepted them (see test_prepare_with_tags).
+    items = with_tag_text(tables.items, tables.tags).set_index("item_id")
     assert items.loc["m10", "text"] == "GoldenEye (1995). Genres: Action, Adventure, Thriller. Tags: Bond, 007."
     assert items.loc["m20", "genres"] == "" and items.loc["m20", "text"] == "Ninotchka (1939). Tags: Greta Garbo, a: b."
     assert items.loc["m30", "release_time"] is None and items.loc["m30", "text"] == "Unrated Film. Genres: Drama."
@@ -216,7 +233,7 @@ def test_csv_layout_variants(tmp_path, crlf, bom):
                                 f"7,1,fun,{T0}"], crlf=crlf, bom=bom)
     write(folder / "links.csv", ["movieId,imdbId,tmdbId", "1,0114709,862"], crlf=crlf, bom=bom)
     tables = load("ml-latest-small", folder)
-    assert_canonical(tables)
+    assert_known_items_only(tables)
     assert tables.events["value"].tolist() == ["4", "2.5", "5", "3.5"]
     assert tables.events["event_id"].iloc[0] == f"u1-m1-{T0}"
     items = tables.items.set_index("item_id")
@@ -224,15 +241,22 @@ def test_csv_layout_variants(tmp_path, crlf, bom):
     assert items.loc["m3", "title"] == "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)"
     assert items.loc["m3", "release_time"] == "2001-01-01T00:00:00+00:00"
     assert items.loc["m4", "genres"] == ""
-    assert items.loc["m1", "text"] == "Toy Story (1995). Genres: Adventure, Animation. Tags: pixar, animation, fun."
-    assert items.loc["m99", "title"] == "movie 99"  # rated but not in movies.csv: an id-only item
+    assert with_tag_text(tables.items, tables.tags).set_index("item_id").loc["m1", "text"] == \
+        "Toy Story (1995). Genres: Adventure, Animation. Tags: pixar, animation, fun."
+    assert "m99" not in items.index  # rated but not in movies.csv: nothing is invented (ingestion quarantines it)
     assert tables.users["user_id"].tolist() == ["u1", "u7"]
 
 
-def test_csv_layout_latin1_movies(tmp_path):
+def test_csv_layout_is_utf8(tmp_path):
+    """The CSV layout is UTF-8: other bytes are a structure problem, named with the file (the older
+    layouts are latin-1, as GroupLens shipped them)."""
     folder = tmp_path / "ml-20m"
     write(folder / "ratings.csv", ["userId,movieId,rating,timestamp", f"1,1,4.0,{T0}"])
     write(folder / "movies.csv", ["movieId,title,genres", '1,"Amélie, Le (2001)",Comedy'], encoding="latin-1")
+    with pytest.raises(SourceRejected, match="movies.csv: bytes at offset 26 are not UTF-8") as err:
+        load("ml-20m", folder)
+    assert (err.value.table, err.value.rows) == ("items", 1)
+    write(folder / "movies.csv", ["movieId,title,genres", '1,"Amélie, Le (2001)",Comedy'])
     assert load("ml-20m", folder).items["title"].tolist() == ["Amélie, Le (2001)"]
 
 
@@ -244,6 +268,7 @@ def test_ml100k_layout_small(tmp_path):
                               "2|Unknown Film||||" + "|".join(["1"] + ["0"] * 18)], encoding="latin-1", crlf=True)
     tables = load("ml-100k", folder)  # no u.user, no u.genre: defaults
     assert_canonical(tables)
+    assert "users" in tables.notes
     items = tables.items.set_index("item_id")
     assert items.loc["m1", "title"] == "Café Society (1995)" and items.loc["m1", "genres"] == ""
     assert items.loc["m2", "genres"] == "" and items.loc["m2", "release_time"] is None
@@ -367,10 +392,11 @@ def test_clear_errors(tmp_path):
         with pytest.raises(UnknownDataset, match="known: ml-100k"):
             call()
     (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "ratings.dat").write_text("1::x::5::978300760\n")
+    (tmp_path / "bad" / "ratings.dat").write_text("1::x::5::978300760\n1::1::5::978300760\n")
     (tmp_path / "bad" / "movies.dat").write_text("1::A (1995)::Drama\n")
-    with pytest.raises(ValueError, match="ratings.dat"):
-        load("ml-1m", tmp_path / "bad")
+    events = load("ml-1m", tmp_path / "bad").events  # one bad cell is that row's problem, not the file's
+    assert events["source_problem"].tolist() == [None, "movie id is not an unsigned integer below 2^63"]
+    assert events["event_id"].tolist() == ["u1-m1-978300760", "ratings.dat:1"]
 
 
 def test_registry():
@@ -386,12 +412,15 @@ def test_registry():
     assert DATASETS["ml-100k"].md5 == "0e33842e24a9c977be4e0107933c0723"
 
 
-def test_repeated_events_and_long_ids_still_get_valid_unique_ids():
+def test_repeated_rows_share_their_id_and_long_ids_are_hashed():
+    """A row sent twice gets the same event id (ingestion then quarantines the second as a duplicate);
+    ids too long for the contract are hashed to valid ones."""
     from longview.datasets.tables import event_frame
 
     long_user = "u" + "9" * 70
-    events = event_frame([long_user, "u1", "u1"], ["m1", "m1", "m1"], [T0, T0, T0], "rating",
-                         value=["4", "4", "5"])
-    assert events["event_id"].is_unique
-    assert events["event_id"].str.fullmatch(ID.pattern).all() and events["session_id"].str.fullmatch(ID.pattern).all()
-    assert sorted(events["event_id"])[-2:] == [f"u1-m1-{T0}", f"u1-m1-{T0}.1"]
+    problem = pd.Series([None, None, None, "rating is missing"], dtype=object)
+    events = event_frame([long_user, "u1", "u1", "u1"], ["m1", "m1", "m1", "m1"], [T0, T0, T0, -1], "rating",
+                         file="r.dat", source_line=[1, 2, 3, 4], problem=problem, value=["4", "4", "4", None])
+    assert events["event_id"].str.fullmatch(ID.pattern).all()
+    assert events["event_id"].tolist()[1:] == [f"u1-m1-{T0}", f"u1-m1-{T0}", "r.dat:4"]
+    assert events["session_id"].tolist()[3] is None and events["timestamp"].tolist()[3] is None
