@@ -125,20 +125,25 @@ def _unexpected(exc: Exception) -> None:
 
 @app.command()
 def bench(
-    name: Annotated[str, typer.Argument(help="validation or features")],
+    name: Annotated[str, typer.Argument(help="validation, features or contract")],
     root: Annotated[Path | None, typer.Option(help="where the benchmark's own data homes go (default: HOME/bench)")] = None,
+    examples: Annotated[int, typer.Option(min=1, help="contract: how many random examples to try")] = 500,
 ) -> None:
     """Run a benchmark on the real data in LONGVIEW_DATA_DIR; prints one line per figure."""
     from longview.bench import BENCHMARKS, BenchmarkError
+    from longview.contract_fuzz import ContractViolation
     from longview.datasets import DatasetNotFound
 
     if name not in BENCHMARKS:
         _fail(f"unknown benchmark {name!r}: expected one of {', '.join(BENCHMARKS)}", 2)
+    options = {"examples": examples} if name == "contract" else {}
     try:
-        for line in BENCHMARKS[name](get_settings(), root):
+        for line in BENCHMARKS[name](get_settings(), root, **options):
             typer.echo(line)
     except (DatasetNotFound, BenchmarkError) as exc:
         _fail(str(exc), 2)
+    except ContractViolation as exc:
+        _fail(f"the data contract was broken: {_one_line(exc)}")
 
 
 @app.command()

@@ -309,6 +309,23 @@ def examples(draw, data_dir: Path, max_rows: int = 400, structure_share: float =
     return example
 
 
+def write_layout(dataset: str, data_dir: Path, folder: Path, rows: int, offset: int = 0, crlf: bool = False,
+                 bom: bool = False) -> dict[str, list[str]]:
+    """Write a clean slice of a real dataset in ``dataset``'s layout into ``folder``; returns each
+    file's lines (header first) as written, for tests that break one of them by hand."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for source in LAYOUTS[dataset](data_dir, offset, rows):
+        lines = ([source.sep.join(source.header)] if source.header else []) + \
+            [source.sep.join(_serialise(v, source) for v in row) for row in source.rows]
+        newline = "\r\n" if crlf else "\n"
+        data = ("\ufeff" if bom and source.encoding == "utf-8" else "").encode() + \
+            (newline.join(lines) + newline).encode(source.encoding)
+        (folder / source.name).write_bytes(data)
+        written[source.name] = lines
+    return written
+
+
 def _render(example: Example, source: SourceFile, draw) -> bytes:
     newline = "\r\n" if example.crlf else "\n"
     lines = [source.sep.join(line.cells) for line in example.lines[source.name]]
@@ -426,8 +443,10 @@ def _check_rows(example: Example, settings: Settings, tables: dict) -> None:
         got, reasons = _quarantined_lines(settings, source.table)
         if got != expected:
             missing, extra = expected - got, got - expected
+            first = 1 + int(source.header is not None)
+            shown = {n: source.sep.join(lines[n - first].cells)[:120] for n in sorted(missing | extra)[:4]}
             raise _fail(example, f"{source.name}: corrupted rows accepted at lines {sorted(missing)[:10]}, clean "
-                                 f"rows quarantined at lines {sorted(extra)[:10]} (reasons: "
+                                 f"rows quarantined at lines {sorted(extra)[:10]} ({shown!r}; reasons: "
                                  f"{sorted(set(reasons))[:5]})")
         if any(not r for r in reasons):
             raise _fail(example, f"{source.name}: a quarantined row without a reason")
@@ -467,4 +486,4 @@ def run(data_dir: Path, root: Path, examples_wanted: int, max_rows: int = MAX_RO
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-__all__ = ["ContractViolation", "Example", "LAYOUTS", "check", "contract_settings", "examples", "run"]
+__all__ = ["ContractViolation", "Example", "LAYOUTS", "check", "contract_settings", "examples", "run", "write_layout"]

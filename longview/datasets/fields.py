@@ -60,10 +60,16 @@ def whole_numbers(text: pd.Series, what: str, low: int, high: int, problems: Pro
     return number.where(valid)
 
 
+NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+
+
 def finite_numbers(text: pd.Series, what: str, problems: Problems) -> pd.Series:
-    """Required finite numbers (the range is the suite's to check); float, NaN where not one."""
-    number = pd.to_numeric(text, errors="coerce")
-    valid = np.isfinite(number.to_numpy(dtype=float))
+    """Required finite numbers written plainly ("4", "3.5", "1e0"; not "nan", "inf", "1_000" or a
+    number wrapped in control characters, which a float parser would quietly accept); the range is
+    the suite's to check. Float, NaN where not one."""
+    plain = text.str.fullmatch(NUMBER).eq(True)
+    number = pd.to_numeric(text.where(plain), errors="coerce")
+    valid = plain.to_numpy() & np.isfinite(number.to_numpy(dtype=float))
     problems.add(text.isna(), f"{what} is missing")
     problems.add(text.notna() & ~valid, f"{what} is not a finite number")
     return number.where(valid)

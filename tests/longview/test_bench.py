@@ -8,4 +8,4 @@ from tests.conftest import longview
 def test_an_unknown_benchmark_is_a_clear_error(tmp_path):
     unknown = longview("bench", "speed", env={"LONGVIEW_HOME": str(tmp_path / "home")})
     assert unknown.returncode == 2
-    assert "unknown benchmark 'speed': expected one of validation, features" in unknown.stderr
+    assert "unknown benchmark 'speed': expected one of validation, features, contract" in unknown.stderr

@@ -29,6 +29,8 @@ def test_prepare_real_dataset(tmp_path, name):
     stored = pd.concat(pd.read_parquet(p) for p in (home / "events").glob("*.parquet"))
     assert len(stored) == events and stored["user_id"].nunique() == users
     assert stored["user_id"].str.startswith("u_").all(), "user ids are pseudonymised"
+    derived = {"ml-100k": set(), "instacart-sample": {"items", "users"}, "ml-1m-sasrec": {"items", "users"}}[name]
+    assert set(summary["derived"]) == derived, "a table made from another is named in the summary"
 
 
 def test_prepare_synthetic_and_again_adds_nothing(tmp_path):
