@@ -40,6 +40,7 @@ def validation(settings: Settings, root: Path | None = None, repeats: int = 3) -
     (so the unknown-item check runs too); ``repeats`` runs, each on a fresh store (the first one
     also pays for setting up the GX project)."""
     from longview import datasets
+    from longview.ids import ID_REGEX
     from longview.ingestion import ingest_frame, prepare_events
     from longview.validation import validate_frame
 
@@ -50,8 +51,8 @@ def validation(settings: Settings, root: Path | None = None, repeats: int = 3) -
     for n in range(repeats):
         home = bench_home(settings, f"validation-{n}", root)
         ingest_frame(home, tables.items, "items")
-        params = {"earliest_epoch": 0.0, "latest_epoch": time.time(), "dwell_cap_seconds": home.dwell_cap_seconds,
-                  "known_items": sorted(tables.items["item_id"]), **scale}
+        params = {"id_regex": ID_REGEX, "earliest_epoch": 0.0, "latest_epoch": time.time(),
+                  "dwell_cap_seconds": home.dwell_cap_seconds, "known_items": sorted(tables.items["item_id"]), **scale}
         start = time.perf_counter()
         validate_frame(home, "events", prepare_events(tables.events), params, f"bench-{n}")
         validate_s.append(time.perf_counter() - start)

@@ -51,7 +51,7 @@ def generate(
 @app.command("ingest")
 def ingest_cmd(
     path: Annotated[Path | None, typer.Argument(help="a CSV or parquet file; none: every file in the landing folder")] = None,
-    table: Annotated[str, typer.Option(help="events, items or users")] = "events",
+    table: Annotated[str, typer.Option(help="events, items, users or tags")] = "events",
     replay_quarantine: Annotated[str | None, typer.Option(help="validate a quarantined batch again, by batch id")] = None,
 ) -> None:
     """Validate a batch with Great Expectations: good rows to the store, bad rows to quarantine.

@@ -3,6 +3,8 @@ the store (typed rows)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
 from longview.datasets.tables import SOURCE_COLUMNS
@@ -11,11 +13,17 @@ from longview.ingestion.reading import epoch_times, parse_epoch
 EVENT_OPTIONAL = ["value", "session_id"]
 
 
-def _unparsed(frame: pd.DataFrame, column: str, epoch_column: str) -> None:
-    """``column``'s parsed epoch, and the text of any value that does not parse (for its own check)."""
-    frame[epoch_column] = parse_epoch(frame[column])
-    unparsed = frame[column].notna() & frame[epoch_column].isna()
-    frame[f"{column}_unparsed"] = frame[column].where(unparsed, None)
+def _with_parsed_time(column: str, epoch_column: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """A preparer that adds ``column``'s parsed epoch, and the text of any value that does not parse
+    (``{column}_unparsed``, for its own check: an optional time that is present must parse)."""
+    def prepare(raw: pd.DataFrame) -> pd.DataFrame:
+        frame = raw.copy()
+        if column in frame:
+            frame[epoch_column] = parse_epoch(frame[column])
+            unparsed = frame[column].notna() & frame[epoch_column].isna()
+            frame[f"{column}_unparsed"] = frame[column].where(unparsed, None)
+        return frame
+    return prepare
 
 
 def prepare_events(raw: pd.DataFrame) -> pd.DataFrame:
@@ -36,12 +44,9 @@ def prepare_events(raw: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def prepare_items(raw: pd.DataFrame) -> pd.DataFrame:
-    """Items plus the parsed release time (and the text of any release time that does not parse)."""
-    frame = raw.copy()
-    if "release_time" in frame:
-        _unparsed(frame, "release_time", "release_epoch")
-    return frame
+# Items plus the parsed release time; tags plus the parsed tag time.
+prepare_items = _with_parsed_time("release_time", "release_epoch")
+prepare_tags = _with_parsed_time("timestamp", "tag_epoch")
 
 
 def prepare_users(raw: pd.DataFrame) -> pd.DataFrame:
@@ -49,14 +54,6 @@ def prepare_users(raw: pd.DataFrame) -> pd.DataFrame:
     frame = raw.copy()
     if "age" in frame:
         frame["age_years"] = pd.to_numeric(frame["age"], errors="coerce")
-    return frame
-
-
-def prepare_tags(raw: pd.DataFrame) -> pd.DataFrame:
-    """Tags plus the text of any timestamp that does not parse."""
-    frame = raw.copy()
-    if "timestamp" in frame:
-        _unparsed(frame, "timestamp", "tag_epoch")
     return frame
 
 
