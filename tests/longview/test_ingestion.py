@@ -51,7 +51,7 @@ BAD_ROWS = {
     "value NaN": ("b9,u1,i1,view,2024-03-01T10:00:00+00:00,nan,s1\n", "match_regex(value)"),
     "value infinite": ("b10,u1,i1,view,2024-03-01T10:00:00+00:00,inf,s1\n", "match_regex(value)"),
     "rating out of scale": ("b11,u1,i1,rating,2024-03-01T10:00:00+00:00,7,s1\n", "between(rating)"),
-    "rating without a value": ("b19,u1,i1,rating,2024-03-01T10:00:00+00:00,,s1\n", "match_regex(rating_text)"),
+    "rating without a value": ("b19,u1,i1,rating,2024-03-01T10:00:00+00:00,,s1\n", "match_regex(value)"),
     "65-character id": (f"b20,u{'1' * 64},i1,click,2024-03-01T10:00:00+00:00,,s1\n", "match_regex(user_id)"),
     "unknown event type": ("b12,u1,i1,teleport,2024-03-01T10:00:00+00:00,,s1\n", "in_set(event_type)"),
     "hostile id (SQL)": ("b13,u1'; DROP TABLE events;--,i1,click,2024-03-01T10:00:00+00:00,,s1\n", "match_regex(user_id)"),
