@@ -29,7 +29,7 @@ from longview.datasets.tables import (
     derived_users,
     event_frame,
     item_frame,
-    iso_utc,
+    iso_or_raw,
     title_year,
     with_source,
 )
@@ -103,7 +103,7 @@ def _tags(records: Records) -> pd.DataFrame:
     tags = pd.DataFrame({"user_id": unsigned_ids(f["user"], "user id", problems, "u"),
                          "item_id": unsigned_ids(f["movie"], "movie id", problems, "m"), "tag": f["tag"]})
     epoch = unix_seconds(f["timestamp"], "timestamp", problems)
-    tags["timestamp"] = np.where(epoch >= 0, iso_utc(np.maximum(epoch, 0)), f["timestamp"].to_numpy(object))
+    tags["timestamp"] = iso_or_raw(epoch, f["timestamp"].to_numpy(object))
     return with_source(tags[TAG_COLUMNS].astype(object), records.line, problems.text)
 
 

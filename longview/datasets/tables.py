@@ -34,6 +34,14 @@ def iso_utc(epoch: np.ndarray) -> np.ndarray:
     return labels[codes] if len(labels) else np.array([], dtype=object)
 
 
+def iso_or_raw(epoch: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """ISO text where ``epoch`` holds a checked Unix second (>= 0), else the time as received."""
+    epoch = np.asarray(epoch, dtype="int64")
+    if not len(epoch):
+        return np.array([], dtype=object)
+    return np.where(epoch >= 0, iso_utc(np.maximum(epoch, 0)), np.asarray(raw, dtype=object)).astype(object)
+
+
 def _objects(values, n: int) -> np.ndarray:
     return np.full(n, None, dtype=object) if values is None else np.asarray(values, dtype=object)
 
@@ -66,12 +74,11 @@ def event_frame(user_id, item_id, epoch, event_type: str, *, file: str, source_l
     bad = np.flatnonzero(~clean)
     user, item = np.asarray(user_id, dtype=object), np.asarray(item_id, dtype=object)
     line = np.asarray(source_line, dtype="int64")
-    seconds = np.asarray(iso_utc(epoch[good]), dtype=object)
-    codes, uniques = pd.factorize(epoch[good])
-    second_text = uniques.astype(str).astype(object)[codes] if len(good) else np.array([], dtype=object)
     if key is not None:
         good_ids = np.asarray(key, dtype=object)[good]
     else:
+        codes, uniques = pd.factorize(epoch[good])  # each distinct second as text once
+        second_text = uniques.astype(str).astype(object)[codes] if len(good) else np.array([], dtype=object)
         good_ids = (pd.Series(user[good], dtype=object) + "-" + pd.Series(item[good], dtype=object) + "-"
                     + pd.Series(second_text, dtype=object)).to_numpy(object)
     if session_id is not None:
@@ -80,15 +87,13 @@ def event_frame(user_id, item_id, epoch, event_type: str, *, file: str, source_l
         good_sessions = session_ids(pd.Series(user[good]), pd.Series(epoch[good]), gap_minutes).to_numpy(object)
     else:
         good_sessions = np.full(len(good), None, dtype=object)
-    raw_time = _objects(raw_time, n)
-    bad_time = np.where(epoch[bad] >= 0, iso_utc(np.maximum(epoch[bad], 0)), raw_time[bad]) if len(bad) else raw_time[bad]
     order = np.concatenate([good, bad])
     frame = pd.DataFrame({
         "event_id": np.concatenate([fit_ids(good_ids), _problem_ids(file, line[bad])]),
         "user_id": user[order],
         "item_id": item[order],
         "event_type": np.full(n, event_type, dtype=object),
-        "timestamp": np.concatenate([seconds, np.asarray(bad_time, dtype=object)]),
+        "timestamp": np.concatenate([iso_utc(epoch[good]), iso_or_raw(epoch[bad], _objects(raw_time, n)[bad])]),
         "value": _objects(value, n)[order],
         "session_id": np.concatenate([good_sessions, np.full(len(bad), None, dtype=object)]),
     })

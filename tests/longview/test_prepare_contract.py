@@ -221,3 +221,48 @@ def test_one_id_definition():
     constraints = {type(m).__name__: m for m in UserId.__metadata__[0].metadata}
     assert constraints["MaxLen"].max_length == MAX_ID_LENGTH == 64
     assert constraints["_PydanticGeneralMetadata"].pattern == ID_REGEX
+
+
+def test_a_quarantined_dataset_row_replays_once_fixed(home, data_dir, tmp_path):
+    """Quarantine keeps a dataset row as received with its source problem; fixed (value and
+    `source_problem` cleared), the replay stores it."""
+    from longview.ingestion import replay_quarantine
+
+    folder = tmp_path / "ml-latest-small"
+    files = contract_fuzz.write_layout("ml-latest-small", data_dir, folder, rows=80)
+    files["ratings.csv"][5] = setfield(files["ratings.csv"][5], 2, "four")
+    write(folder, {"ratings.csv": files["ratings.csv"]})
+    summary = prepare_dataset(home, "ml-latest-small", folder)
+    with pytest.raises(BatchRejected) as err:  # unfixed, the source problem still stands
+        replay_quarantine(home, summary["batch_id"])
+    kept = home.quarantine_dir / f"events-{err.value.result.batch_id}.parquet"
+    row = pd.read_parquet(kept)
+    assert "rating is not a finite number" in row["reason"].iloc[0] and row["source_line"].iloc[0] == 6
+    row.assign(value="4", source_problem=None).to_parquet(kept, index=False)
+    done = replay_quarantine(home, err.value.result.batch_id)
+    assert (done.accepted, done.quarantined) == (1, 0) and len(load_events(home)) == 80
+
+
+def test_tags_file_through_ingest(home, tmp_path):
+    """`longview ingest --table tags` keeps the same contract as the loaders' tags."""
+    from longview.ingestion import ingest
+
+    path = tmp_path / "tags.csv"
+    good = "".join(f"u{n},m{n},tag {n},\n" for n in range(4))
+    path.write_text("user_id,item_id,tag,timestamp\nu1,m1,funny,2001-01-01T00:00:00+00:00\n" + good +
+                    "u1,m1,<b>x</b>,2001-01-01T00:00:00+00:00\nu2,,dark,\nu3,m2,noir,yesterday\n")
+    result = ingest(home, path, "tags")
+    assert (result.received, result.accepted, result.quarantined) == (8, 5, 3)
+    again = ingest(home, path, "tags")
+    assert (again.accepted, again.quarantined) == (0, 8), "a re-sent tag is a duplicate"
+    reasons = quarantined(home, "tags")["reason"].tolist()
+    assert any("markup" in r for r in reasons) and any("item_id is missing" in r for r in reasons)
+    assert any("timestamp is not a valid" in r for r in reasons)
+
+
+def test_a_broken_genre_list_rejects_the_100k_dataset(home, data_dir, tmp_path):
+    folder = tmp_path / "ml-100k"
+    contract_fuzz.write_layout("ml-100k", data_dir, folder, rows=30)
+    (folder / "u.genre").write_text("unknown|0\nAction|one\n")
+    with pytest.raises(DatasetRejected, match="u.genre: is not a list of name|index lines"):
+        prepare_dataset(home, "ml-100k", folder)
