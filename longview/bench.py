@@ -168,5 +168,12 @@ def contract(settings: Settings, root: Path | None = None, examples: int = 500, 
     yield f"peak memory: {peak_rss_mib():.0f} MiB"
 
 
+def accuracy(settings: Settings, root: Path | None = None, **options) -> Iterator[str]:
+    """Every model on one real dataset and protocol (training/benchmark.py)."""
+    from training.benchmark import accuracy as run
+
+    return run(settings, root, **options)
+
+
 BENCHMARKS: dict[str, Callable[..., Iterator[str]]] = {"validation": validation, "features": features,
-                                                       "contract": contract}
+                                                       "contract": contract, "accuracy": accuracy}

@@ -125,23 +125,35 @@ def _unexpected(exc: Exception) -> None:
 
 @app.command()
 def bench(
-    name: Annotated[str, typer.Argument(help="validation, features or contract")],
+    name: Annotated[str, typer.Argument(help="validation, features, contract or accuracy")],
     root: Annotated[Path | None, typer.Option(help="where the benchmark's own data homes go (default: HOME/bench)")] = None,
     examples: Annotated[int, typer.Option(min=1, help="contract: how many random examples to try")] = 500,
+    dataset: Annotated[str, typer.Option(help="accuracy: the dataset, as for `longview data prepare`")] = "ml-1m-sasrec",
+    source: Annotated[Path | None, typer.Option(help="accuracy: a folder holding the dataset")] = None,
+    protocol: Annotated[str, typer.Option(help="accuracy: loo (leave-one-out) or temporal")] = "loo",
+    dump_topk: Annotated[Path | None, typer.Option(help="accuracy: write each test user's top 10 here")] = None,
+    models: Annotated[str | None, typer.Option(help="accuracy: comma-separated models (default: all)")] = None,
 ) -> None:
     """Run a benchmark on the real data in LONGVIEW_DATA_DIR; prints one line per figure."""
     from longview.bench import BENCHMARKS, BenchmarkError
     from longview.contract_fuzz import ContractViolation
-    from longview.datasets import DatasetNotFound
+    from longview.datasets import DatasetNotFound, UnknownDataset
 
     if name not in BENCHMARKS:
         _fail(f"unknown benchmark {name!r}: expected one of {', '.join(BENCHMARKS)}", 2)
-    options = {"examples": examples} if name == "contract" else {}
+    options: dict[str, object] = {"examples": examples} if name == "contract" else {}
+    if name == "accuracy":
+        if protocol not in ("loo", "temporal"):
+            _fail(f"unknown protocol {protocol!r}: expected loo or temporal", 2)
+        options = {"dataset": dataset, "source": source, "protocol": protocol, "dump_topk": dump_topk,
+                   "models": models.split(",") if models else None}
     try:
         for line in BENCHMARKS[name](get_settings(), root, **options):
             typer.echo(line)
-    except (DatasetNotFound, BenchmarkError) as exc:
+    except (DatasetNotFound, UnknownDataset, BenchmarkError) as exc:
         _fail(str(exc), 2)
+    except ValueError as exc:
+        _fail(_one_line(exc), 2)
     except ContractViolation as exc:
         _fail(f"the data contract was broken: {_one_line(exc)}")
 

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,8 +31,33 @@ def _profile_file() -> Path | None:
     return shipped if shipped.exists() else None
 
 
+class SequenceSettings(BaseModel):
+    """The SASRec-style sequence model (``LONGVIEW_SEQUENCE__DIM=128`` and so on)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dim: int = Field(default=64, ge=8, le=1024)
+    blocks: int = Field(default=2, ge=1, le=12)
+    heads: int = Field(default=1, ge=1, le=16)
+    dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
+    max_len: int = Field(default=200, ge=2, le=4096, description="most recent items a user is read by")
+    batch_size: int = Field(default=128, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    epochs: int = Field(default=80, ge=0, description="at most; early stopping may end sooner")
+    # Cosine decay of the learning rate to zero over `epochs` (constant: no decay).
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    eval_every: int = Field(default=3, ge=1, description="epochs between validation passes")
+    patience: int = Field(default=5, ge=1, description="validation passes without improvement before stopping")
+    time_budget_minutes: float | None = Field(default=None, gt=0, description="stop training after this long")
+    # Full cross-entropy over the catalogue by default; a number samples that many shared negatives
+    # per batch (popularity-proportional, logQ-corrected) for catalogues too big to score whole.
+    negatives: int | None = Field(default=None, ge=1)
+    content: bool = Field(default=True, description="fuse genres and text embeddings (from Feast) with item ids")
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LONGVIEW_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="LONGVIEW_", env_nested_delimiter="__", extra="forbid")
 
     profile: Literal["embedded", "production"] = "embedded"
     home: Path = Field(default=Path(".longview"), description="data home: all runtime state")
@@ -73,6 +98,17 @@ class Settings(BaseSettings):
 
     # Features and model.
     recent_items: int = 20
+    sequence: SequenceSettings = SequenceSettings()
+    # Positive engagement (labels and metrics): clicks and purchases always; a rating from this
+    # value up; a view from this dwell up. Sequences still hold every interaction as input.
+    positive_min_rating: float = 4.0
+    positive_min_dwell_seconds: float = Field(default=30.0, ge=0)
+    # Items a user already engaged with are not recommended again (training/models/ranking.py: the
+    # evaluation and the packaged model use the same rule); False where consumption repeats (groceries).
+    exclude_seen: bool = True
+    recent_popularity_days: float = Field(default=7.0, gt=0)
+    item_knn_neighbours: int = Field(default=100, ge=1)
+    ease_l2: float = Field(default=500.0, gt=0)
     # Incremental materialisation re-reads this much before the last run's end, for late data.
     materialize_overlap_days: float = Field(default=7.0, ge=0)
     holdout_share: float = 0.2

@@ -1,17 +1,123 @@
-"""Ranking metrics on a chronological holdout (torchmetrics' retrieval metrics, per user, averaged)."""
+"""Ranking evaluation over the whole catalogue, with the exclusion rule and stable top-k that
+serving shares (training/models/ranking.py): accuracy per user (NDCG@k, HR@k, MRR),
+beyond-accuracy measures and bootstrap intervals. Per-user values are kept so that two models can
+be compared user by user."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torchmetrics.functional.retrieval import retrieval_normalized_dcg, retrieval_recall
+
+from training.models.base import Recommender
+from training.models.ranking import exclude_seen, rank_of, top_k
+from training.sequences import Holdout
+
+K = 10
+BATCH = 512
+
+
+@dataclass
+class Evaluation:
+    users: list[str]
+    ndcg: np.ndarray
+    hr: np.ndarray
+    mrr: np.ndarray
+    top: np.ndarray  # users x k item indices
+    k: int = K
+    beyond: dict[str, float | None] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, float | None]:
+        return {f"ndcg_at_{self.k}": float(self.ndcg.mean()), f"hr_at_{self.k}": float(self.hr.mean()),
+                "mrr": float(self.mrr.mean()), **self.beyond, "users": float(len(self.users))}
+
+
+def dcg_weights(k: int) -> np.ndarray:
+    return 1.0 / np.log2(np.arange(k) + 2.0)
+
+
+def evaluate(model: Recommender, holdout: Holdout, n_items: int, k: int = K, exclude: bool = True,
+             popularity: np.ndarray | None = None, genres: np.ndarray | None = None) -> Evaluation:
+    """Score every holdout user once, against the whole catalogue."""
+    users = len(holdout.users)
+    ndcg, hr, mrr = np.zeros(users), np.zeros(users), np.zeros(users)
+    top = np.zeros((users, k), dtype=np.int64)
+    weights = dcg_weights(k)
+    for start in range(0, users, BATCH):
+        part = holdout.queries.slice(start, start + BATCH)
+        scores = exclude_seen(model.score(part).float(), part.histories, exclude)
+        if torch.isnan(scores).any():
+            raise ValueError(f"{model.name} produced NaN scores")
+        best = top_k(scores, k)
+        top[start:start + len(part)] = best.numpy()
+        for row in range(len(part)):
+            truth = holdout.truth[start + row]
+            hits = np.isin(best[row].numpy(), truth)
+            ideal = weights[:min(len(truth), k)].sum()
+            ndcg[start + row] = (weights * hits).sum() / ideal
+            hr[start + row] = float(hits.any())
+            mrr[start + row] = 1.0 / (1 + min(rank_of(scores, row, int(t)) for t in truth))
+    result = Evaluation(holdout.users, ndcg, hr, mrr, top, k)
+    result.beyond = beyond_accuracy(top, n_items, popularity, genres, holdout)
+    return result
+
+
+def beyond_accuracy(top: np.ndarray, n_items: int, popularity: np.ndarray | None, genres: np.ndarray | None,
+                    holdout: Holdout) -> dict[str, float | None]:
+    """Catalogue coverage, novelty (mean self-information of recommended items), intra-list
+    diversity (mean pairwise genre distance) and calibration (KL between each user's genre mix
+    and their list's); the genre measures are None where the data has no genres."""
+    k = top.shape[1]
+    out: dict[str, float | None] = {f"coverage_at_{k}": len(np.unique(top)) / max(n_items, 1)}
+    if popularity is not None:
+        share = (popularity[1:] + 1.0) / (popularity[1:].sum() + n_items)
+        out["novelty"] = float(-np.log2(share[top - 1]).mean())
+    if genres is None or genres.shape[1] == 0 or not genres.any():
+        out["diversity"], out["calibration_kl"] = None, None
+        return out
+    vec = genres[top]  # users x k x g
+    unit = vec / np.maximum(np.linalg.norm(vec, axis=2, keepdims=True), 1e-12)
+    sim = np.einsum("ukg,ulg->ukl", unit, unit)
+    pairs = k * (k - 1)
+    out["diversity"] = float((1.0 - (sim.sum(axis=(1, 2)) - np.einsum("ukk->u", sim)) / pairs).mean())
+    eps = 1e-3
+    kls = []
+    for row, history in enumerate(holdout.queries.histories):
+        if not len(history):
+            continue
+        p = genres[history].sum(0) + eps
+        q = vec[row].sum(0) + eps
+        p, q = p / p.sum(), q / q.sum()
+        kls.append(float((p * np.log(p / q)).sum()))
+    out["calibration_kl"] = float(np.mean(kls)) if kls else None
+    return out
+
+
+def bootstrap_interval(values: np.ndarray, samples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean, resampling users."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), (samples, len(values)))
+    means = values[idx].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, samples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a - b over the same users and its 95% paired-bootstrap interval: a difference whose
+    interval holds 0 is noise, not a win."""
+    if a.shape != b.shape:
+        raise ValueError("a paired comparison needs the same users in the same order")
+    lo, hi = bootstrap_interval(a - b, samples, seed)
+    return float((a - b).mean()), lo, hi
 
 
 def ranking_metrics(
     ranked: Mapping[str, Sequence[str]], truth: Mapping[str, set[str]], n_items: int, k: int = 10
 ) -> dict[str, float]:
-    """NDCG@k and Recall@k averaged over users, plus catalogue coverage of the top-k lists."""
+    """NDCG@k and Recall@k (torchmetrics) averaged over users from ranked item-id lists, plus
+    catalogue coverage: the check of the top-k lists others can recompute from a dump."""
     if not truth:
         raise ValueError("no holdout users to evaluate")
     ndcg, recall, shown = [], [], set()

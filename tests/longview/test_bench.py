@@ -8,7 +8,7 @@ from tests.conftest import longview
 def test_an_unknown_benchmark_is_a_clear_error(tmp_path):
     unknown = longview("bench", "speed", env={"LONGVIEW_HOME": str(tmp_path / "home")})
     assert unknown.returncode == 2
-    assert "unknown benchmark 'speed': expected one of validation, features, contract" in unknown.stderr
+    assert "unknown benchmark 'speed': expected one of validation, features, contract, accuracy" in unknown.stderr
 
 
 def test_the_contract_benchmark_says_how_many_examples_it_tried(tmp_path):

@@ -55,3 +55,21 @@ def test_production_profile_switches_every_store(monkeypatch, tmp_path):
     config = repo_config(settings)
     assert config.online_store.type == "redis"
     assert config.registry.registry_type == "sql"
+
+
+def test_a_settings_section_is_set_field_by_field(monkeypatch, tmp_path):
+    import pytest
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("LONGVIEW_HOME", str(tmp_path))
+    monkeypatch.setenv("LONGVIEW_SEQUENCE__DIM", "128")
+    monkeypatch.setenv("LONGVIEW_SEQUENCE__NEGATIVES", "500")
+    settings = get_settings()
+    assert (settings.sequence.dim, settings.sequence.negatives, settings.sequence.blocks) == (128, 500, 2)
+    monkeypatch.setenv("LONGVIEW_SEQUENCE__DROPOUT", "1.5")
+    with pytest.raises(ValidationError, match="dropout"):
+        get_settings()
+    monkeypatch.delenv("LONGVIEW_SEQUENCE__DROPOUT")
+    monkeypatch.setenv("LONGVIEW_SEQUENCE__LAYERS", "3")
+    with pytest.raises(ValidationError, match="layers"):
+        get_settings()

@@ -1,24 +1,116 @@
+"""Ranking metrics over the whole catalogue, checked by hand and against torchmetrics."""
+
+from __future__ import annotations
+
 import math
 
+import numpy as np
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from training.evaluation import ranking_metrics
+from training.evaluation import bootstrap_interval, evaluate, paired_difference, ranking_metrics
+from training.models import Queries, Recommender
+from training.models.ranking import exclude_seen, rank_of, top_k
+from training.sequences import Holdout
+
+
+class Fixed(Recommender):
+    """Scores given up front, one row per user (to test the evaluation, not a model)."""
+
+    name = "fixed"
+
+    def __init__(self, scores):
+        self.scores = torch.tensor(scores, dtype=torch.float32)
+        self.at = 0
+
+    def fit(self, data, settings, validate=None, progress=True):
+        raise NotImplementedError
+
+    def score(self, queries):
+        out = self.scores[self.at:self.at + len(queries)].clone()
+        self.at += len(queries)
+        out[:, 0] = float("-inf")
+        return out
+
+    def config(self):
+        return {}
+
+    def tensors(self):
+        return {}
+
+    @classmethod
+    def restore(cls, config, tensors):
+        raise NotImplementedError
+
+
+def holdout(histories, truth):
+    return Holdout([f"u{n}" for n in range(len(truth))], Queries([np.array(h, dtype=np.int64) for h in histories]),
+                   [np.array(t, dtype=np.int64) for t in truth])
 
 
 def test_metrics_match_hand_computed_values():
-    ranked = {"a": ["x", "y", "z"], "b": ["p", "q", "r"]}
-    truth = {"a": {"y"}, "b": {"r", "s"}}
-    m = ranking_metrics(ranked, truth, n_items=10, k=3)
-    ndcg_a = (1 / math.log2(3)) / 1.0
-    ndcg_b = (1 / math.log2(4)) / (1 + 1 / math.log2(3))
-    assert m["ndcg_at_3"] == pytest.approx((ndcg_a + ndcg_b) / 2, abs=1e-6)
-    assert m["recall_at_3"] == pytest.approx((1 + 0.5) / 2)
-    assert m["coverage_at_3"] == pytest.approx(6 / 10)
+    # Items 1..5; user 0 has seen item 1 (excluded), its test item 3 ranks second among the rest.
+    scores = [[0, 9, 8, 7, 1, 0], [0, 1, 2, 3, 4, 5]]
+    result = evaluate(Fixed(scores), holdout([[1], []], [[3], [1, 2]]), n_items=5, k=3)
+    assert result.top.tolist() == [[2, 3, 4], [5, 4, 3]]
+    assert result.ndcg[0] == pytest.approx(1 / math.log2(3))
+    assert result.hr.tolist() == [1.0, 0.0]
+    assert result.mrr.tolist() == pytest.approx([1 / 2, 1 / 4])  # user 1's best truth item (2) is 4th
+    assert result.ndcg[1] == 0.0
+    assert result.beyond["coverage_at_3"] == pytest.approx(4 / 5)
 
 
-def test_perfect_and_useless_rankings():
-    truth = {"a": {"x"}}
-    assert ranking_metrics({"a": ["x"]}, truth, 5, k=1)["ndcg_at_1"] == pytest.approx(1.0)
-    assert ranking_metrics({"a": ["y"]}, truth, 5, k=1)["ndcg_at_1"] == pytest.approx(0.0)
-    with pytest.raises(ValueError):
-        ranking_metrics({}, {}, 5)
+def test_set_truth_ndcg_agrees_with_torchmetrics():
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(20, 31)).tolist()
+    truth = [sorted(rng.choice(np.arange(1, 31), size=rng.integers(1, 5), replace=False).tolist()) for _ in range(20)]
+    result = evaluate(Fixed(scores), holdout([[]] * 20, truth), n_items=30, k=10)
+    ranked = {f"u{n}": [str(i) for i in row] for n, row in enumerate(result.top)}
+    reference = ranking_metrics(ranked, {f"u{n}": {str(i) for i in t} for n, t in enumerate(truth)}, 30, k=10)
+    assert result.ndcg.mean() == pytest.approx(reference["ndcg_at_10"], abs=1e-6)
+
+
+def test_seen_items_are_excluded_unless_consumption_repeats():
+    scores = torch.tensor([[float("-inf"), 5.0, 4.0, 3.0]])
+    assert top_k(exclude_seen(scores.clone(), [np.array([1])]), 2).tolist() == [[2, 3]]
+    assert top_k(exclude_seen(scores.clone(), [np.array([1])], exclude=False), 2).tolist() == [[1, 2]]
+
+
+@given(st.lists(st.integers(0, 3), min_size=6, max_size=6), st.integers(1, 5))
+@settings(max_examples=50, deadline=None)
+def test_ties_break_by_index_in_lists_and_ranks_alike(values, item):
+    """rank_of and top_k agree on every item's place, whatever the ties."""
+    scores = torch.tensor([[float("-inf"), *map(float, values[:5])]])
+    order = top_k(scores, 6)[0].tolist()
+    assert order.index(item) == rank_of(scores, 0, item)
+
+
+def test_nan_scores_are_refused():
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate(Fixed([[0, float("nan"), 1.0]]), holdout([[]], [[1]]), n_items=2, k=1)
+
+
+def test_genre_measures_need_genres():
+    scores = [[0, 3, 2, 1]]
+    genres = np.array([[0, 0], [1, 0], [0, 1], [1, 0]], dtype=np.float32)
+    with_genres = evaluate(Fixed(scores), holdout([[1]], [[2]]), 3, k=2, genres=genres).beyond
+    # The list [2, 3]: genres (0,1) and (1,0) are orthogonal, so the pair's distance is 1.
+    assert with_genres["diversity"] == pytest.approx(1.0)
+    assert with_genres["calibration_kl"] > 0
+    assert evaluate(Fixed(scores), holdout([[1]], [[2]]), 3, k=2).beyond["diversity"] is None
+
+
+def test_paired_difference_calls_noise_noise():
+    rng = np.random.default_rng(0)
+    a = rng.random(300)
+    diff, lo, hi = paired_difference(a + 0.1, a)
+    assert diff == pytest.approx(0.1) and lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
+    noisy = a + rng.normal(0, 0.3, 300)
+    _, lo, hi = paired_difference(noisy, a + 0.005)
+    assert lo < 0 < hi
+    lo, hi = bootstrap_interval(a)
+    assert lo < a.mean() < hi
+    with pytest.raises(ValueError, match="same users"):
+        paired_difference(a, a[:-1])

@@ -1,0 +1,159 @@
+"""Every model through the one interface: fit, score the whole catalogue, save and restore."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.training.conftest import chain_world
+from training.models import BASELINES, MODELS, Queries, model_class
+from training.models.item_matrix import EASE, ItemKNN
+from training.models.popularity import Popularity, RecentPopularity
+from training.models.sequence import SequenceModel
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_scores_the_whole_catalogue_and_survives_a_round_trip(name, world, quick, tmp_path):
+    model = model_class(name)()
+    model.fit(world, quick, progress=False)
+    queries = Queries([world.sequences[0][:5], np.zeros(0, dtype=np.int64)], np.array([2e6, 2e6]))
+    scores = model.score(queries)
+    assert scores.shape == (2, world.n_items + 1) and scores.dtype == torch.float32
+    assert torch.isneginf(scores[:, 0]).all(), "padding can never be recommended"
+    assert torch.isfinite(scores[:, 1:]).all()
+    # Saved as JSON plus tensors, loaded without unpickling anything.
+    path = tmp_path / "state.pt"
+    torch.save(model.tensors(), path)
+    config = json.loads(json.dumps(model.config()))
+    again = model_class(name).restore(config, torch.load(path, weights_only=True))
+    assert torch.equal(again.score(queries), scores)
+
+
+def test_registry_names_every_model_once():
+    assert set(BASELINES) < set(MODELS) and "sequence" in MODELS
+    with pytest.raises(ValueError, match="unknown model 'gru'"):
+        model_class("gru")
+
+
+def test_popularity_counts_positive_engagements_only(world, quick):
+    world.positive[0][:] = False  # user 0's items do not count
+    model = Popularity()
+    model.fit(world, quick)
+    expected = np.bincount(np.concatenate(world.sequences[1:]), minlength=world.n_items + 1)[1:]
+    share = model.score(Queries([np.zeros(0, dtype=np.int64)]))[0, 1:].numpy()
+    assert np.allclose(share * expected.sum(), expected)
+
+
+def test_recent_popularity_counts_only_the_window_before_each_request(quick):
+    day = 86_400.0
+    items = np.array([1, 1, 2, 3, 3, 3])
+    times = np.array([0, 1, 9, 20, 21, 22]) * day
+    data = chain_world(users=1, items=3)
+    data.sequences, data.positive, data.times = [items], [np.ones(6, dtype=bool)], [times]
+    model = RecentPopularity()
+    model.fit(data, quick)  # 7-day window
+    scores = model.score(Queries([np.zeros(0, dtype=np.int64)] * 2, np.array([10 * day, 23 * day])))
+    assert scores[0].argmax() == 2, "on day 10 only item 2 was engaged with in the last 7 days"
+    assert scores[1].argmax() == 3
+    assert scores[0, 1] > scores[0, 3], "outside the window, all-time popularity breaks the tie"
+    no_time = chain_world()
+    no_time.times = None
+    with pytest.raises(ValueError, match="needs real event times"):
+        RecentPopularity().fit(no_time, quick)
+
+
+@pytest.mark.parametrize("cls", [EASE, ItemKNN])
+def test_item_models_recommend_what_co_occurs(cls, quick):
+    # Two disjoint tastes: users of items 1-3 and users of items 4-6.
+    seqs = [np.array([1, 2, 3])] * 10 + [np.array([4, 5, 6])] * 10
+    data = chain_world(users=1, items=6)
+    data.sequences, data.positive, data.times = seqs, [np.ones(3, dtype=bool)] * 20, None
+    model = cls()
+    model.fit(data, quick)
+    scores = model.score(Queries([np.array([1, 2]), np.array([5])]))
+    assert scores[0, 3] > scores[0, 4:].max()
+    assert scores[1, 4] > scores[1, 1:4].max() and scores[1, 6] > scores[1, 1:4].max()
+
+
+def test_item_models_pick_their_parameter_on_validation(world, quick):
+    seen = []
+
+    def validate(model):
+        seen.append(model.value)
+        return -abs(model.value - 200.0)  # the callback prefers 200
+
+    report = EASE().fit(world, quick, validate=validate)
+    assert report.chosen == {"l2": 200.0} and len(seen) >= 3
+
+
+def test_sequence_model_learns_what_comes_next(world, quick):
+    model = SequenceModel()
+    report = model.fit(world, quick, progress=False)
+    assert report.epochs == 30 and report.curve[-1]["loss"] < report.curve[0]["loss"]
+    histories = [np.array([3, 4, 5]), np.array([10, 11])]
+    scores = model.score(Queries(histories))
+    assert scores.argmax(dim=1).tolist() == [6, 12], "after i comes i + 1"
+    popularity = Popularity()
+    popularity.fit(world, quick)
+    assert popularity.score(Queries(histories)).argmax(dim=1).tolist() != [6, 12]
+
+
+def test_sequence_model_early_stops_and_keeps_the_best_state(world, quick):
+    calls = []
+
+    def validate(model):
+        calls.append(len(calls))
+        return [0.1, 0.5, 0.2, 0.2, 0.2, 0.2][len(calls) - 1]
+
+    model = SequenceModel()
+    report = model.fit(world, quick, validate=validate, progress=False)
+    assert report.chosen == {"epoch": 10.0}, "the second validation pass (epoch 10) was the best"
+    assert report.epochs == 25 and "early stop" in report.notes[0]
+
+
+def test_sequence_model_is_deterministic_with_a_seed(world, quick):
+    a, b = SequenceModel(), SequenceModel()
+    a.fit(world, quick, progress=False)
+    b.fit(world, quick, progress=False)
+    q = Queries([np.array([1, 2, 3])])
+    assert torch.equal(a.score(q), b.score(q))
+
+
+def test_sequence_model_answers_the_same_whatever_the_batch(world, quick):
+    """Invariance: a user's scores do not depend on who else is in the batch (padding is masked)."""
+    model = SequenceModel()
+    model.fit(world, quick, progress=False)
+    alone = model.score(Queries([np.array([7, 8])]))
+    beside_longer = model.score(Queries([np.array([7, 8]), np.array([1, 2, 3, 4, 5, 6, 7, 8])]))
+    assert torch.allclose(alone[0], beside_longer[0], atol=1e-5)
+
+
+def test_sequence_model_sampled_softmax_option_learns_too(world, quick):
+    settings = quick.model_copy(update={"sequence": quick.sequence.model_copy(update={"negatives": 8})})
+    model = SequenceModel()
+    model.fit(world, settings, progress=False)
+    assert model.score(Queries([np.array([3, 4, 5])])).argmax().item() == 6
+
+
+def test_content_gives_an_unseen_item_a_score(world, quick):
+    """Fused content: an item nobody engaged with shares the content of item 6 and is scored like it."""
+    n = world.n_items
+    content = np.zeros((n + 2, n + 1), dtype=np.float32)
+    content[1:n + 1, :n] = np.eye(n)
+    content[n + 1] = content[6]  # the new item: the same content as item 6
+    world.item_ids.append("new")
+    world.content = content
+    model = SequenceModel()
+    model.fit(world, quick, progress=False)
+    scores = model.score(Queries([np.array([3, 4, 5])]))[0]
+    assert scores[n + 1] > torch.median(scores[1:n + 1]), "the new item ranks with the items like it"
+
+
+def test_sequence_model_rejects_indices_outside_its_catalogue(world, quick):
+    model = SequenceModel()
+    model.fit(world, quick, progress=False)
+    with pytest.raises(IndexError):
+        model.score(Queries([np.array([world.n_items + 5])]))

@@ -1,0 +1,99 @@
+"""Models logged as MLflow models-from-code load and rank without this checkout, unpickling nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.training.conftest import chain_world
+from training.models import Queries
+from training.models.popularity import Popularity
+from training.models.sequence import SequenceModel
+from training.packaging import PACKAGE, log_packaged_model
+from training.tracking import mlflow_client
+
+# Run in a fresh interpreter where importing the checkout's packages fails.
+LOADER = textwrap.dedent("""
+    import importlib.abc, json, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in ("training", "longview", "serving"):
+                raise ImportError(f"{name} must not be needed to load the model")
+    sys.meta_path.insert(0, Block())
+    import mlflow.pyfunc, pandas as pd
+    mlflow.set_tracking_uri(sys.argv[1])
+    model = mlflow.pyfunc.load_model(sys.argv[2])
+    rows = pd.DataFrame({"user_id": ["a", "b", "c"], "history": [["i3", "i4", "i5"], [], ["i9", "unknown"]],
+                         "now": [0.0, 0.0, 0.0]})
+    out = model.predict(rows, params={"k": 3})
+    print(json.dumps({"items": out["items"].tolist(), "fallback": out["fallback"].tolist(),
+                      "schema": [c.name for c in model.metadata.get_input_schema().inputs]}))
+""")
+
+
+@pytest.fixture
+def logged(quick):
+    """A brief sequence model and popularity, each logged in an MLflow run of a fresh home."""
+    world = chain_world()
+    mlflow_client(quick)
+    infos = {}
+    for model in (SequenceModel(), Popularity()):
+        model.fit(world, quick, progress=False)
+        with mlflow.start_run():
+            infos[model.name] = (model, log_packaged_model(model, world.item_ids, quick))
+    return quick, world, infos
+
+
+def test_logged_models_rank_in_a_process_without_the_checkout(logged, tmp_path):
+    settings, world, infos = logged
+    for name, (model, info) in infos.items():
+        run = subprocess.run([sys.executable, "-c", LOADER, settings.tracking_uri, info.model_uri],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr[-3000:]
+        out = json.loads(run.stdout.strip().splitlines()[-1])
+        assert out["schema"] == ["user_id", "history", "now"]
+        expected = model.score(Queries([np.array([3, 4, 5])]))[0]
+        expected[[3, 4, 5]] = float("-inf")
+        assert out["items"][0][0] == f"i{int(expected.argmax())}", name
+        assert not {"i3", "i4", "i5"} & set(out["items"][0]), "seen items are not recommended again"
+        assert out["fallback"][1] == "popularity: no known history" and out["fallback"][0] is None
+        assert len(out["items"][2]) == 3, "an unknown item in a history is left out, not an error"
+
+
+def test_the_model_carries_its_code_under_a_name_of_its_own(logged):
+    settings, _, infos = logged
+    _, info = infos["sequence"]
+    local = mlflow.artifacts.download_artifacts(info.model_uri)
+    from pathlib import Path
+
+    code = Path(local) / "code" / PACKAGE
+    assert (code / "sequence.py").exists() and (code / "packaged.py").exists()
+    assert not list(Path(local).rglob("*.pkl")), "nothing pickled"
+    assert info.signature.params.to_dict()[0]["name"] == "k"
+
+
+def test_a_corrupted_artifact_is_refused_clearly(logged):
+    settings, _, infos = logged
+    _, info = infos["sequence"]
+    local = mlflow.artifacts.download_artifacts(info.model_uri)
+    from pathlib import Path
+
+    weights = next(Path(local).rglob("weights.pt"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(Exception, match="artifact is unreadable or corrupted"):
+        mlflow.pyfunc.load_model(local)
+
+
+def test_bad_requests_are_clear_errors(logged):
+    _, _, infos = logged
+    _, info = infos["popularity"]
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    with pytest.raises(Exception, match="history"):
+        model.predict(pd.DataFrame({"user_id": ["a"]}))

@@ -1,0 +1,80 @@
+"""The registered model as MLflow loads it (models-from-code): any model of this package, restored
+from a JSON config and a tensors file (torch.load with weights_only=True: nothing is unpickled),
+answering rows of (user_id, history, now) with ranked item ids.
+
+This package travels inside the model as ``longview_recommender`` (MLflow ``code_paths``), so a
+registered model loads and ranks without this checkout, and never clashes with its ``training``."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import torch
+
+from . import MODELS
+from .base import Queries
+from .ranking import exclude_seen, top_k
+
+CONFIG, WEIGHTS = "config", "weights"
+
+
+class PackagedModel(mlflow.pyfunc.PythonModel):
+    """Inputs: ``user_id``, ``history`` (item ids engaged with, oldest first: what the model reads
+    and, by the model's exclude_seen setting, what it will not recommend again) and ``now`` (Unix
+    seconds, optional). Items the model was not trained on are left out of the history. Params:
+    ``k`` (default 10). Output per row: ``items``, ``scores``, ``fallback`` (null, or why the
+    ranking is popularity's)."""
+
+    def load_context(self, context) -> None:
+        try:
+            with open(context.artifacts[CONFIG]) as f:
+                config = json.load(f)
+            tensors = torch.load(context.artifacts[WEIGHTS], weights_only=True)
+            self.load(config, tensors)
+        except Exception as exc:  # a clear refusal, whatever broke (truncated file, wrong shapes, bad JSON)
+            raise ValueError(f"the model artifact is unreadable or corrupted: {type(exc).__name__}: {exc}") from exc
+
+    def load(self, config: dict, tensors: dict[str, torch.Tensor]) -> "PackagedModel":
+        self.config = config
+        self.model_name = config["model"]
+        self.model = MODELS[self.model_name].restore(config["model_config"], tensors)
+        self.item_ids: list[str] = list(config["item_ids"])
+        self.index = {item: i + 1 for i, item in enumerate(self.item_ids)}
+        self.exclude = bool(config.get("exclude_seen", True))
+        return self
+
+    def encode(self, history) -> np.ndarray:
+        """Catalogue indices of a history; unknown items are left out."""
+        if history is None or (isinstance(history, float) and np.isnan(history)):
+            return np.zeros(0, dtype=np.int64)
+        return np.array([self.index[i] for i in history if i in self.index], dtype=np.int64)
+
+    def rank(self, histories: list, now: list | None = None, k: int = 10) -> list[list[tuple[str, float]]]:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        encoded = [self.encode(h) for h in histories]
+        times = None
+        if now is not None and all(t is not None and np.isfinite(t) for t in now):
+            times = np.asarray(now, dtype=np.float64)
+        scores = exclude_seen(self.model.score(Queries(encoded, times)), encoded, self.exclude)
+        if torch.isnan(scores).any():
+            raise ValueError(f"the {self.model_name} model produced NaN scores")
+        best = top_k(scores, min(k, len(self.item_ids)))
+        out = []
+        for row, indices in enumerate(best.tolist()):
+            out.append([(self.item_ids[i - 1], float(scores[row, i])) for i in indices
+                        if np.isfinite(float(scores[row, i]))])
+        return out
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        k = int((params or {}).get("k", 10))
+        if "history" not in model_input:
+            raise ValueError("the input needs a 'history' column: each user's item ids, oldest first")
+        now = model_input["now"].tolist() if "now" in model_input else None
+        ranked = self.rank(model_input["history"].tolist(), now, k)
+        fallback = [None if len(self.encode(h)) else "popularity: no known history" for h in model_input["history"]]
+        return pd.DataFrame({"items": [[i for i, _ in r] for r in ranked],
+                             "scores": [[s for _, s in r] for r in ranked], "fallback": fallback})

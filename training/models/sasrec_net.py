@@ -1,0 +1,111 @@
+"""The SASRec-style network: a causal transformer over a user's item sequence whose item
+representations are id embeddings fused with projected content (genres, text embeddings), tied
+between input and output so the same vector both describes an item in a history and scores it."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def residual_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Dropout with a mask drawn as bytes: on the CPU, torch's Bernoulli draws cost more than the
+    block's matmuls. ``p`` is rounded to a multiple of 1/256."""
+    if not training or p <= 0.0:
+        return x
+    cut = round(p * 256)
+    keep = torch.randint_like(x, 256, dtype=torch.uint8) >= cut
+    return x * keep * (256.0 / (256 - cut))
+
+
+class CausalBlock(nn.Module):
+    """Pre-norm self-attention (scaled_dot_product_attention) and a feed-forward layer."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"the embedding size {dim} is not a multiple of the head count {heads}")
+        self.heads, self.dropout = heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        # SASRec's point-wise feed-forward keeps the width (no 4x expansion); dropout sits on the
+        # residual branches only: on the CPU, drawing dropout masks costs more than the matmuls.
+        self.ff = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + residual_dropout(self.out(attended.transpose(1, 2).reshape(b, n, d)), self.dropout, self.training)
+        return x + residual_dropout(self.ff(self.norm2(x)), self.dropout, self.training)
+
+
+class SASRecNet(nn.Module):
+    """Item index 0 is padding; sequences are left-padded (most recent item last)."""
+
+    def __init__(self, n_items: int, max_len: int, dim: int = 64, blocks: int = 2, heads: int = 1,
+                 dropout: float = 0.2, content: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.n_items, self.max_len, self.dim = n_items, max_len, dim
+        self.item_embedding = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        nn.init.normal_(self.item_embedding.weight, std=dim ** -0.5)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+        # Positions count back from the most recent item, so cropping padding changes nothing.
+        self.position_embedding = nn.Embedding(max_len, dim)
+        if content is not None:
+            if content.shape[0] != n_items + 1:
+                raise ValueError(f"content has {content.shape[0]} rows, expected {n_items + 1} (padding first)")
+            self.register_buffer("content", content.float())
+            self.content_projection: nn.Module | None = nn.Linear(content.shape[1], dim, bias=False)
+        else:
+            self.content = None
+            self.content_projection = None
+        self.blocks = nn.ModuleList(CausalBlock(dim, heads, dropout) for _ in range(blocks))
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = dropout
+
+    def item_table(self) -> torch.Tensor:
+        """(n_items + 1) x dim: what represents and scores each item."""
+        table = self.item_embedding.weight
+        if self.content_projection is not None:
+            table = table + self.content_projection(self.content)
+        return table
+
+    def encode(self, sequences: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """batch x length x dim hidden states; position t has seen items up to t only."""
+        table = self.item_table() if table is None else table
+        n = sequences.shape[1]
+        if n > self.max_len:
+            raise ValueError(f"sequences of {n} items are longer than the model's {self.max_len}")
+        valid = sequences > 0
+        positions = torch.arange(n - 1, -1, -1, device=sequences.device)
+        x = table[sequences] * math.sqrt(self.dim) + self.position_embedding(positions)
+        x = residual_dropout(x, self.dropout, self.training) * valid.unsqueeze(-1)
+        causal = torch.ones(n, n, dtype=torch.bool, device=sequences.device).tril()
+        # A query sees earlier real items, and itself (so a padding row never sees nothing).
+        mask = (causal & valid[:, None, :]) | torch.eye(n, dtype=torch.bool, device=sequences.device)
+        mask = mask.unsqueeze(1)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)
+
+    def logits(self, hidden: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of every item for hidden states (..., dim); padding can never win."""
+        table = self.item_table() if table is None else table
+        scores = hidden @ table.T
+        scores[..., 0] = float("-inf")
+        return scores
+
+    def forward(self, sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states and the item table: what a training step needs (and what
+        DistributedDataParallel must see pass through forward to synchronise gradients)."""
+        table = self.item_table()
+        return self.encode(sequences, table), table
+
+    def last_hidden(self, sequences: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(sequences, table)[:, -1]

@@ -1,0 +1,228 @@
+"""The sequence model: SASRecNet trained with cross-entropy over the whole catalogue at every
+position of each user's sequence (or, for big catalogues, a sampled softmax with logQ
+correction), early-stopped on the validation metric."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .base import FitReport, Interactions, Queries, Recommender, Validate, padded
+from .distributed import agree, distributed, same_steps
+from .sasrec_net import SASRecNet
+
+if TYPE_CHECKING:  # the model loads without the platform: only training needs settings
+    from longview.settings import SequenceSettings, Settings
+
+SCORE_BATCH = 256
+LOSS_CHUNK = 1024  # positions per slice of the full softmax: its logits stay in cache
+
+
+def training_rows(data: Interactions, max_len: int) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
+    """Per user with a label: the user's position in ``data``, inputs (the last max_len items
+    before each label) and labels (the next item where it is a positive engagement, else 0)."""
+    users, inputs, labels = [], [], []
+    for user, (seq, pos) in enumerate(zip(data.sequences, data.positive, strict=True)):
+        seq, pos = seq[-(max_len + 1):], pos[-(max_len + 1):]
+        if len(seq) < 2 or not pos[1:].any():
+            continue
+        users.append(user)
+        inputs.append(seq[:-1])
+        labels.append(np.where(pos[1:], seq[1:], 0))
+    return users, inputs, labels
+
+
+def full_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the whole catalogue. The logits are built, differentiated and freed a
+    slice at a time; the gradients reach the network through one backward call at the end."""
+    hid, tab = hidden.detach().requires_grad_(), table.detach().requires_grad_()
+    total = 0.0
+    for start in range(0, len(targets), LOSS_CHUNK):
+        logits = hid[start:start + LOSS_CHUNK] @ tab.T
+        logits[:, 0] = float("-inf")
+        part = F.cross_entropy(logits, targets[start:start + LOSS_CHUNK], reduction="sum") / len(targets)
+        part.backward()
+        total += float(part.detach())
+    torch.autograd.backward([hidden, table], [hid.grad, tab.grad])
+    return torch.tensor(total)
+
+
+def sampled_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor, log_q: torch.Tensor,
+                         negatives: int, generator: torch.Generator) -> torch.Tensor:
+    """Cross-entropy against ``negatives`` items shared by the batch, drawn in proportion to
+    popularity; subtracting log q (the sampling log-probability) keeps the estimate unbiased."""
+    drawn = torch.multinomial(log_q.exp(), negatives, replacement=True, generator=generator)
+    positive = (hidden * table[targets]).sum(-1, keepdim=True) - log_q[targets].unsqueeze(1)
+    negative = hidden @ table[drawn].T - log_q[drawn]
+    negative = negative.masked_fill(drawn[None, :] == targets[:, None], float("-inf"))
+    loss = F.cross_entropy(torch.cat([positive, negative], dim=1), torch.zeros(len(targets), dtype=torch.long))
+    loss.backward()
+    return loss.detach()
+
+
+class SequenceModel(Recommender):
+    name = "sequence"
+
+    def __init__(self, net: SASRecNet | None = None, popularity: np.ndarray | None = None,
+                 options: dict | None = None) -> None:
+        self.net, self.popularity = net, popularity
+        self.options = options or {}  # the sequence settings it was trained with
+        self._table: torch.Tensor | None = None
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, data: Interactions, settings: Settings, validate: Validate | None = None,
+            progress: bool = True) -> FitReport:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        opts = settings.sequence
+        self.options = opts.model_dump()
+        torch.manual_seed(settings.seed)
+        rng = np.random.default_rng(settings.seed)
+        generator = torch.Generator().manual_seed(settings.seed)
+        content = torch.from_numpy(data.content) if opts.content and data.content is not None else None
+        self.net = SASRecNet(data.n_items, opts.max_len, opts.dim, opts.blocks, opts.heads, opts.dropout, content)
+        self.popularity = data.counts()
+        users, inputs, labels = training_rows(data, opts.max_len)
+        if not inputs:
+            raise ValueError("no training sequences: every user has fewer than two interactions")
+        # Under torchrun each rank trains on its own shard of users; DDP averages the gradients.
+        rank, world = distributed()
+        mine = range(rank, len(inputs), world)
+        self.shard = [users[i] for i in mine]  # which users this process trained on
+        inputs, labels = [inputs[i] for i in mine], [labels[i] for i in mine]
+        network: torch.nn.Module = self.net
+        if world > 1:
+            network = torch.nn.parallel.DistributedDataParallel(self.net)
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=opts.learning_rate, betas=(0.9, 0.98),
+                                     weight_decay=opts.weight_decay)
+        batches_per_epoch = -(-len(inputs) // opts.batch_size)
+        total_steps = max(1, opts.epochs * batches_per_epoch)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimiser, lambda step: 0.5 * (1 + np.cos(np.pi * min(step, total_steps) / total_steps))
+            if opts.lr_schedule == "cosine" else 1.0)
+        counts = self.popularity + 1.0
+        log_q = torch.from_numpy(np.log(counts / counts[1:].sum())).float()
+        log_q[0] = float("-inf")  # padding is never drawn
+
+        def loss_fn(hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+            if opts.negatives:
+                return sampled_softmax_loss(hidden, targets, table, log_q, opts.negatives, generator)
+            return full_softmax_loss(hidden, targets, table)
+        report = FitReport()
+        best_metric, best_state, waited = -1.0, None, 0
+        start = time.perf_counter()
+        stepping = 0.0  # seconds in training steps alone (validation passes excluded): the throughput
+        with Progress(disable=not progress, console=Console(stderr=True)) as bar:
+            task = bar.add_task(f"sequence model: {len(inputs):,} sequences", total=opts.epochs)
+            for epoch in range(1, opts.epochs + 1):
+                epoch_start = time.perf_counter()
+                total, seen = self._train_epoch(network, opts, inputs, labels, rng, optimiser, schedule, loss_fn, world)
+                stepping += time.perf_counter() - epoch_start
+                row = {"epoch": float(epoch), "loss": total / max(seen, 1),
+                       "sequences_per_second": len(inputs) * epoch / stepping}
+                self._table = None
+                stop = False
+                if validate is not None and (epoch % opts.eval_every == 0 or epoch == opts.epochs):
+                    (metric,) = agree([validate(self) if rank == 0 else 0.0], world)
+                    row["validation"] = metric
+                    if metric > best_metric:
+                        best_metric, best_state, waited = metric, copy.deepcopy(self.net.state_dict()), 0
+                        report.chosen = {"epoch": float(epoch)}
+                    else:
+                        waited += 1
+                        stop = waited >= opts.patience
+                report.curve.append(row)
+                report.epochs = epoch
+                elapsed = time.perf_counter() - start
+                note = f" validation {row['validation']:.4f}" if "validation" in row else ""
+                description = f"sequence model: epoch {epoch} loss {row['loss']:.3f}{note}"
+                bar.update(task, advance=1, description=description)
+                if progress and note and not bar.console.is_terminal:  # a log file gets a line per validation
+                    bar.console.log(f"{description} ({elapsed / 60:.1f} min)")
+                if stop:
+                    report.notes.append(f"early stop after {epoch} epochs: no better validation in {opts.patience} passes")
+                    break
+                over_budget = opts.time_budget_minutes is not None and elapsed > opts.time_budget_minutes * 60
+                if agree([float(over_budget)], world)[0]:
+                    report.notes.append(f"stopped at the time budget ({opts.time_budget_minutes} min) after {epoch} epochs")
+                    break
+        if best_state is not None:
+            self.net.load_state_dict(best_state)
+        self.net.eval()
+        self._table = None
+        report.train_seconds = time.perf_counter() - start
+        return report
+
+    @staticmethod
+    def _train_epoch(network: torch.nn.Module, opts: SequenceSettings, inputs: list[np.ndarray],
+                     labels: list[np.ndarray], rng: np.random.Generator, optimiser: torch.optim.Optimizer, schedule,
+                     loss_fn, world: int) -> tuple[float, int]:
+        """One pass over the sequences in batches of similar length (little padding), jittered so
+        that they differ every epoch. Returns the summed loss and the number of labels."""
+        network.train()
+        lengths = np.array([len(s) for s in inputs])
+        order = np.argsort(lengths + rng.uniform(0, opts.max_len / 10, len(lengths)), kind="stable")
+        batches = [order[i:i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
+        total, seen = 0.0, 0
+        for b in rng.permutation(len(batches))[:same_steps(len(batches), world)]:
+            rows = batches[b]
+            width = int(lengths[rows].max())
+            x = padded([inputs[r] for r in rows], width)
+            y = padded([labels[r] for r in rows], width)
+            optimiser.zero_grad(set_to_none=True)
+            hidden, table = network(x)
+            mask = y > 0
+            loss = loss_fn(hidden[mask], y[mask], table)  # back-propagated inside
+            optimiser.step()
+            schedule.step()
+            total += float(loss) * int(mask.sum())
+            seen += int(mask.sum())
+        return total, seen
+
+    # -- scoring --------------------------------------------------------------------------------
+    def score(self, queries: Queries) -> torch.Tensor:
+        assert self.net is not None and self.popularity is not None, "fit the model first"
+        self.net.eval()
+        with torch.inference_mode():
+            if self._table is None:
+                self._table = self.net.item_table()  # once per loaded model, not per request
+            parts = []
+            for start in range(0, len(queries), SCORE_BATCH):
+                part = queries.slice(start, start + SCORE_BATCH)
+                width = max(1, min(self.net.max_len, max((len(h) for h in part.histories), default=1)))
+                hidden = self.net.last_hidden(padded(part.histories, width), self._table)
+                scores = self.net.logits(hidden, self._table)
+                # A user without history gets the popularity ranking, not an untrained state's.
+                empty = torch.tensor([len(h) == 0 for h in part.histories])
+                if empty.any():
+                    share = torch.as_tensor(self.popularity / max(self.popularity.sum(), 1.0), dtype=torch.float32)
+                    scores[empty] = share
+                    scores[empty, 0] = float("-inf")
+                parts.append(scores)
+        return torch.cat(parts) if parts else torch.zeros(0, self.net.n_items + 1)
+
+    # -- saving ---------------------------------------------------------------------------------
+    def config(self) -> dict:
+        assert self.net is not None
+        return {"n_items": self.net.n_items, "content_features": None if self.net.content is None
+                else int(self.net.content.shape[1]), "options": self.options}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        assert self.net is not None and self.popularity is not None
+        return {**{f"net.{k}": v for k, v in self.net.state_dict().items()},
+                "popularity": torch.as_tensor(self.popularity)}
+
+    @classmethod
+    def restore(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "SequenceModel":
+        opts = config["options"]
+        content = tensors.get("net.content")
+        net = SASRecNet(int(config["n_items"]), int(opts["max_len"]), int(opts["dim"]), int(opts["blocks"]),
+                        int(opts["heads"]), float(opts["dropout"]), content if config.get("content_features") else None)
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        return cls(net.eval(), tensors["popularity"].numpy(), opts)
