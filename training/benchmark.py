@@ -42,11 +42,11 @@ def load_split(settings: Settings, protocol: str, real_time: bool):
     """The protocol's split of the data home's event store, with item content from Feast."""
     from longview.store import dataset_clock, load_catalogue, load_events
     from training.content import item_content
-    from training.sequences import item_index, loo_split, ordered_engagements, temporal_split
+    from training.sequences import item_index, loo_split, temporal_split
 
     events = load_events(settings)
     catalogue = load_catalogue(settings)
-    ids = item_index(catalogue["item_id"].astype(str).tolist(), ordered_engagements(events, settings))
+    ids = item_index(catalogue["item_id"].astype(str).tolist(), events)  # the splits order engagements once
     content = item_content(settings, ids, dataset_clock(events))
     if protocol == "loo":
         split = loo_split(events, ids, settings, real_time, content.vectors)
@@ -244,9 +244,9 @@ def write_topk(path: Path, runs: dict[str, ModelRun], home: Settings) -> None:
     """One JSON line per model and test user: the held-out items and the user's top 10, so anyone
     can recompute the metrics."""
     from longview.store import load_catalogue, load_events
-    from training.sequences import item_index, ordered_engagements
+    from training.sequences import item_index
 
-    ids = item_index(load_catalogue(home)["item_id"].astype(str).tolist(), ordered_engagements(load_events(home), home))
+    ids = item_index(load_catalogue(home)["item_id"].astype(str).tolist(), load_events(home, columns=["item_id"]))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
         for name, run in runs.items():

@@ -17,10 +17,6 @@ class ItemContent:
     genres: np.ndarray | None  # (n_items + 1) x genres, row 0 zeros; None without genres
     vectors: np.ndarray | None  # genres and text embedding side by side: what the model fuses
 
-    @property
-    def width(self) -> int:
-        return 0 if self.vectors is None else self.vectors.shape[1]
-
 
 def content_matrix(frame: pd.DataFrame, item_ids: list[str]) -> ItemContent:
     """Rows of Feast's content service (item_id, genres, text_embedding?) as index-aligned matrices."""

@@ -67,10 +67,10 @@ def ordered_engagements(events: pd.DataFrame, settings: Settings) -> pd.DataFram
     return eng.sort_values(["user_id", "timestamp", "tiebreak"], kind="stable").reset_index(drop=True)
 
 
-def item_index(catalogue_ids: list[str], eng: pd.DataFrame) -> list[str]:
-    """The catalogue's items, then any engaged-with item it lacks (every event's item is indexed)."""
+def item_index(catalogue_ids: list[str], events: pd.DataFrame) -> list[str]:
+    """The catalogue's items, then any item of ``events`` it lacks (every event's item is indexed)."""
     known = list(dict.fromkeys(catalogue_ids))
-    extra = sorted(set(eng["item_id"]) - set(known))
+    extra = sorted(set(events["item_id"].astype(str)) - set(known))
     return known + extra
 
 

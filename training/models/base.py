@@ -37,9 +37,9 @@ class Interactions:
     def n_items(self) -> int:
         return len(self.item_ids)
 
-    def counts(self, positive_only: bool = True) -> np.ndarray:
-        """Interactions per item index (index 0 stays 0)."""
-        parts = [s[p] if positive_only else s for s, p in zip(self.sequences, self.positive, strict=True)]
+    def counts(self) -> np.ndarray:
+        """Positive engagements per item index (index 0 stays 0)."""
+        parts = [s[p] for s, p in zip(self.sequences, self.positive, strict=True)]
         flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return np.bincount(flat, minlength=self.n_items + 1).astype(np.float64)
 
