@@ -19,7 +19,9 @@ def _parquet(name: str) -> FileSource:
 
 
 user_profile_source = _parquet("user_profile")
+user_history_source = _parquet("user_history")
 item_profile_source = _parquet("item_profile")
 item_text_source = _parquet("item_text")
 
 user_profile_push = PushSource(name="user_profile_push", batch_source=user_profile_source)
+user_history_push = PushSource(name="user_history_push", batch_source=user_history_source)

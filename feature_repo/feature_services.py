@@ -6,7 +6,7 @@ description) instead of silently zero-filled vectors."""
 
 from feast import FeatureService
 
-from features import item_profile, item_text, user_profile
+from features import item_profile, item_text, user_history, user_profile
 from longview.features import read_manifest
 from longview.settings import get_settings
 
@@ -19,7 +19,12 @@ recommender_v1 = FeatureService(
 recommender_v2 = FeatureService(
     name="recommender_v2",
     features=[user_profile],
-    description="sequence recommender: the whole user profile, including recent items and return gaps",
+    description="GRU recommender: the whole user profile, including recent items and return gaps",
+)
+recommender_v3 = FeatureService(
+    name="recommender_v3",
+    features=[user_profile, user_history],
+    description="models of training/models: the user's whole history (input and exclusions) and profile",
 )
 
 if read_manifest(get_settings().features_dir).get("text_embedding"):

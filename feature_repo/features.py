@@ -6,7 +6,7 @@ from datetime import timedelta
 from feast import FeatureView, Field
 from feast.types import Array, Float32, Float64, Int64, String
 
-from data_sources import item_profile_source, item_text_source, user_profile_push
+from data_sources import item_profile_source, item_text_source, user_history_push, user_profile_push
 from entities import item, user
 
 user_profile = FeatureView(
@@ -30,6 +30,19 @@ user_profile = FeatureView(
     ],
     # Batch rows come from the push source's parquet; fresh rows are pushed online between runs.
     source=user_profile_push,
+    online=True,
+)
+
+user_history = FeatureView(
+    name="user_history",
+    entities=[user],
+    ttl=timedelta(days=365),
+    schema=[
+        Field(name="history", dtype=Array(String),
+              description="every item engaged with, oldest first: the served model's input and what it will not "
+                          "recommend again (latest state only: not for point-in-time joins)"),
+    ],
+    source=user_history_push,
     online=True,
 )
 

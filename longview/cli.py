@@ -167,8 +167,10 @@ def features() -> None:
 
 
 @app.command()
-def train(epochs: Annotated[int | None, typer.Option(min=0, help="override the epochs setting")] = None) -> None:
-    """Train on a point-in-time training set, evaluate beside popularity, register as @challenger."""
+def train(epochs: Annotated[int | None, typer.Option(min=0, help="override the sequence model's epochs")] = None) -> None:
+    """Train the `model` setting's model, evaluate it beside every baseline, register it as @challenger.
+
+    Runs under `torchrun --nproc_per_node N` too: each rank trains on its own users, rank 0 registers."""
     from longview.pipeline import train as train_step
 
     _run_step(lambda s: train_step(s, epochs))

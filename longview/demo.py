@@ -48,7 +48,7 @@ def run_demo(settings: Settings, epochs: int | None = None) -> None:
         _show(summary)
     _step("3/6 features: build tables, feast apply, materialise online")
     _show(pipeline.build_features(settings))
-    _step("4/6 train: point-in-time training set, torch model vs popularity, MLflow @challenger")
+    _step(f"4/6 train: the {settings.model} model on a temporal split, beside every baseline, MLflow @challenger")
     _show(pipeline.train(settings, epochs))
     _step("5/6 promote: the gate moves @champion only if the challenger is at least as good")
     promotion = pipeline.promote(settings)

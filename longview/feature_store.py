@@ -23,6 +23,7 @@ from longview.features import (
     CONTENT_SERVICE,
     FEATURE_SERVICE,
     USER_VIEW,
+    user_history_table,
     user_profile_table,
     write_feature_tables,
 )
@@ -30,7 +31,7 @@ from longview.settings import Settings
 from longview.store import load_catalogue, load_events
 
 DEFINITION_MODULES = ("entities", "data_sources", "features", "feature_services")
-USER_PUSH_SOURCE = "user_profile_push"
+USER_PUSH_SOURCE, HISTORY_PUSH_SOURCE = "user_profile_push", "user_history_push"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -344,4 +345,6 @@ def push_fresh_user_features(settings: Settings, user_ids: list[str], store=None
     newer = latest[[_later(t, online[u]) for u, t in zip(latest["user_id"], latest["event_timestamp"], strict=True)]]
     if not newer.empty:
         store.push(USER_PUSH_SOURCE, newer.reset_index(drop=True), to=PushMode.ONLINE)
+        histories = user_history_table(events[events["user_id"].isin(set(newer["user_id"]))], settings.seed)
+        store.push(HISTORY_PUSH_SOURCE, histories, to=PushMode.ONLINE)
     return len(newer)

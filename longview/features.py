@@ -21,15 +21,16 @@ import pyarrow as pa
 from longview.settings import Settings
 from longview.store import INTERACTIONS, dataset_clock, load_catalogue, load_events, row_fingerprints
 
-FEATURE_SERVICE = "recommender_v2"
+FEATURE_SERVICE = "recommender_v3"
 CONTENT_SERVICE = "item_content_v1"
-USER_VIEW, ITEM_VIEW, TEXT_VIEW = "user_profile", "item_profile", "item_text"
+USER_VIEW, HISTORY_VIEW, ITEM_VIEW, TEXT_VIEW = "user_profile", "user_history", "item_profile", "item_text"
 MANIFEST = "manifest.json"
 
 
 @dataclass
 class FeatureTables:
     users: pd.DataFrame
+    histories: pd.DataFrame
     items: pd.DataFrame
     texts: pd.DataFrame | None  # None: the catalogue has no item text
     clock: pd.Timestamp
@@ -57,6 +58,33 @@ def engagements(events: pd.DataFrame) -> pd.DataFrame:
     session = inter["session_id"].fillna(inter["event_id"])
     first = ~pd.DataFrame({"u": inter["user_id"], "i": inter["item_id"], "s": session}).duplicated()
     return inter[first].sort_values(["timestamp", "event_id"], kind="stable").reset_index(drop=True)
+
+
+def tie_ordered(eng: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Engagements by user and time; those at the same instant (44% of ml-100k users' last two
+    ratings share a second) in a seeded-hash order of item and time: not by item id, which would
+    leak the catalogue's numbering into "what came last", and not by stored ids, which are
+    pseudonyms that differ between data homes. Training and serving read histories in this order."""
+    instant = eng["item_id"].astype(str) + "@" + eng["timestamp"].astype("int64").astype(str)
+    key = f"ties{seed:012d}"[-16:]  # pandas wants a 16-character hash key
+    eng = eng.assign(tiebreak=pd.util.hash_array(instant.to_numpy(), hash_key=key))
+    return eng.sort_values(["user_id", "timestamp", "tiebreak"], kind="stable").reset_index(drop=True)
+
+
+def user_history_table(events: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Each user's whole engagement history (item ids, oldest first) in one row stamped at their
+    latest engagement: what the served model reads and, by the exclude_seen rule, will not
+    recommend again. Only the latest state is kept (training reads sequences from the event store,
+    so this view is for serving, not for point-in-time joins)."""
+    eng = tie_ordered(engagements(events), seed)
+    by_user = eng.groupby("user_id", sort=True)
+    table = pd.DataFrame({
+        "event_timestamp": by_user["timestamp"].max(),
+        "created_timestamp": pd.to_datetime(by_user["arrived_at"].max(), utc=True),
+        "history": by_user["item_id"].agg(lambda items: [str(i) for i in items]),
+    }).reset_index()
+    table["user_id"] = table["user_id"].astype(str)
+    return table
 
 
 def _window_counts(eng: pd.DataFrame, days: int) -> np.ndarray:
@@ -241,11 +269,12 @@ def compute_feature_tables(settings: Settings, progress: bool = True) -> Feature
     if catalogue.empty:
         raise ValueError("the item catalogue is empty: ingest it first (longview ingest items.csv --table items)")
     users = user_profile_table(events, catalogue, settings.recent_items)
+    histories = user_history_table(events, settings.seed)
     items = item_profile_table(events, catalogue, clock)
     text_path = settings.features_dir / f"{TEXT_VIEW}.parquet"
     previous = pd.read_parquet(text_path) if text_path.exists() else None
     texts = item_text_table(catalogue, events["timestamp"].min(), previous, progress)
-    return FeatureTables(users, items, texts, clock)
+    return FeatureTables(users, histories, items, texts, clock)
 
 
 def write_feature_tables(settings: Settings, progress: bool = True) -> FeatureTables:
@@ -259,6 +288,7 @@ def write_feature_tables(settings: Settings, progress: bool = True) -> FeatureTa
         path = folder / f"{name}.parquet"
         previous = pd.read_parquet(path) if path.exists() else None
         keep_superseded(previous, table, key).to_parquet(path, index=False)
+    tables.histories.to_parquet(folder / f"{HISTORY_VIEW}.parquet", index=False)  # the latest state only
     # Without item text the view's source is an empty table: no rows, never zero-filled vectors.
     texts = tables.texts if tables.texts is not None else _no_texts()
     texts.to_parquet(folder / f"{TEXT_VIEW}.parquet", index=False, schema=TEXT_SCHEMA)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import asdict
@@ -135,6 +136,8 @@ def prepare_dataset(settings: Settings, name: str, source: Path | None = None) -
             message = f"{table}: {exc}"
             raise DatasetRejected(message, _prepare_summary(settings, name, origin, ordinal, results, notes,
                                                             message, [t for t in tables if tables[t] is not None]))
+    # What training needs to know about this data home's times (real, or only an order).
+    (settings.home / "dataset.json").write_text(json.dumps({"dataset": name, "source": origin, "ordinal_time": ordinal}))
     return _prepare_summary(settings, name, origin, ordinal, results, notes)
 
 

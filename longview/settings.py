@@ -19,6 +19,9 @@ from pydantic_settings import (
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 REGISTERED_MODEL = "longview-recommender"
+# The models of training/models (its MODELS registry; a test keeps the two lists equal).
+MODEL_NAMES = ("popularity", "recent_popularity", "ease", "item_knn", "sequence")
+ModelName = Literal["popularity", "recent_popularity", "ease", "item_knn", "sequence"]
 
 
 def _profile_file() -> Path | None:
@@ -98,6 +101,7 @@ class Settings(BaseSettings):
 
     # Features and model.
     recent_items: int = 20
+    model: ModelName = Field(default="sequence", description="the model `longview train` trains and registers")
     sequence: SequenceSettings = SequenceSettings()
     # Positive engagement (labels and metrics): clicks and purchases always; a rating from this
     # value up; a view from this dwell up. Sequences still hold every interaction as input.
@@ -112,11 +116,6 @@ class Settings(BaseSettings):
     # Incremental materialisation re-reads this much before the last run's end, for late data.
     materialize_overlap_days: float = Field(default=7.0, ge=0)
     holdout_share: float = 0.2
-    epochs: int = 20
-    batch_size: int = 256
-    embedding_dim: int = 48
-    learning_rate: float = 5e-3
-    weight_decay: float = 1e-5
     seed: int = 7
 
     # Synthetic data.

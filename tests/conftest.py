@@ -19,7 +19,7 @@ SMALL_WORLD = {
     "LONGVIEW_SYNTHETIC_USERS": "150",
     "LONGVIEW_SYNTHETIC_ITEMS": "160",
     "LONGVIEW_SYNTHETIC_DAYS": "45",
-    "LONGVIEW_EPOCHS": "12",
+    "LONGVIEW_SEQUENCE__EPOCHS": "12",
 }
 
 
@@ -84,8 +84,19 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, subpro
     home = tmp_path_factory.mktemp("demo") / "home"
     result = longview("demo", env={**SMALL_WORLD, "LONGVIEW_HOME": str(home)})
     assert result.returncode == 0, f"demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    settings = get_settings(home=home, **{k.removeprefix("LONGVIEW_").lower(): v for k, v in SMALL_WORLD.items()})
-    return settings, result
+    return settings_of(home), result
+
+
+def settings_of(home: Path) -> Settings:
+    """The settings a `longview` command run with SMALL_WORLD in ``home`` had."""
+    values: dict = {"home": home}
+    for key, value in SMALL_WORLD.items():
+        section, _, name = key.removeprefix("LONGVIEW_").lower().partition("__")
+        if name:
+            values.setdefault(section, {})[name] = value
+        else:
+            values[section] = value
+    return get_settings(**values)
 
 
 @pytest.fixture(scope="session")

@@ -38,40 +38,19 @@ class ModelRun:
     error: str | None = None
 
 
-def load_split(settings: Settings, protocol: str, real_time: bool):
-    """The protocol's split of the data home's event store, with item content from Feast."""
-    from longview.store import dataset_clock, load_catalogue, load_events
-    from training.content import item_content
-    from training.sequences import item_index, loo_split, temporal_split
-
-    events = load_events(settings)
-    catalogue = load_catalogue(settings)
-    ids = item_index(catalogue["item_id"].astype(str).tolist(), events)  # the splits order engagements once
-    content = item_content(settings, ids, dataset_clock(events))
-    if protocol == "loo":
-        split = loo_split(events, ids, settings, real_time, content.vectors)
-    elif protocol == "temporal":
-        if not real_time:
-            raise ValueError("the temporal protocol needs real event times; this dataset only orders events")
-        split = temporal_split(events, ids, settings, content.vectors)
-    else:
-        raise ValueError(f"unknown protocol {protocol!r}: expected loo or temporal")
-    return split, content
-
-
 def train_and_evaluate(settings: Settings, protocol: str, real_time: bool, name: str, progress: bool) -> ModelRun:
     """One model on one split: fit (validation picks epochs or the hyper-parameter), then score the
     test users once."""
-    from training.evaluation import K, evaluate
+    from training.evaluation import K, evaluate, validator
     from training.models import model_class
+    from training.sequences import split_from_store
 
-    split, content = load_split(settings, protocol, real_time)
+    split, content = split_from_store(settings, protocol, real_time)
     n = split.train.n_items
     popularity = split.train.counts()
     model = model_class(name)()
     start = time.perf_counter()
-    report = model.fit(split.train, settings,
-                       validate=lambda m: float(evaluate(m, split.validation, n, K, settings.exclude_seen).ndcg.mean()),
+    report = model.fit(split.train, settings, validate=validator(split.validation, n, settings.exclude_seen),
                        progress=progress)
     seconds = time.perf_counter() - start
     result = evaluate(model, split.test, n, K, settings.exclude_seen, popularity, content.genres)
@@ -201,12 +180,9 @@ def log_to_mlflow(home: Settings, report: dict, runs: dict[str, ModelRun]) -> st
     sequence model's learning curve as plots. Returns the run id."""
     import tempfile
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import mlflow
 
+    from training.plots import bars, learning_curve
     from training.tracking import mlflow_client
 
     mlflow_client(home)
@@ -215,28 +191,13 @@ def log_to_mlflow(home: Settings, report: dict, runs: dict[str, ModelRun]) -> st
         mlflow.set_tags({"benchmark": "accuracy", "dataset": report["dataset"], "protocol": report["protocol"]})
         for name, figures in report["models"].items():
             mlflow.log_metrics({f"{name}.{key}": float(value) for key, value in figures.items()})
-        names = list(report["models"])
-        fig, ax = plt.subplots(figsize=(6, 3))
-        ax.bar(names, [report["models"][n]["ndcg_at_10"] for n in names])
-        ax.set(ylabel="NDCG@10", title=f"{report['dataset']}, {report['protocol']}: whole catalogue")
-        fig.tight_layout()
-        fig.savefig(f"{tmp}/ndcg_by_model.png")
-        plt.close(fig)
-        mlflow.log_artifact(f"{tmp}/ndcg_by_model.png", artifact_path="plots")
-        curve = runs["sequence"].fit["curve"] if "sequence" in runs else []
-        if curve:
-            fig, ax = plt.subplots(figsize=(6, 3))
-            ax.plot([r["epoch"] for r in curve], [r["loss"] for r in curve], label="training loss")
-            ax.set(xlabel="epoch", ylabel="cross-entropy")
-            checked = [r for r in curve if "validation" in r]
-            if checked:
-                twin = ax.twinx()
-                twin.plot([r["epoch"] for r in checked], [r["validation"] for r in checked], "o-", color="C1")
-                twin.set_ylabel("validation NDCG@10")
-            fig.tight_layout()
-            fig.savefig(f"{tmp}/sequence_learning_curve.png")
-            plt.close(fig)
-            mlflow.log_artifact(f"{tmp}/sequence_learning_curve.png", artifact_path="plots")
+        ndcg = {name: figures["ndcg_at_10"] for name, figures in report["models"].items()}
+        title = f"{report['dataset']}, {report['protocol']}: whole catalogue"
+        mlflow.log_artifact(str(bars(ndcg, "NDCG@10", title, Path(tmp) / "ndcg_by_model.png")), artifact_path="plots")
+        curve = learning_curve(runs["sequence"].fit["curve"] if "sequence" in runs else [],
+                               Path(tmp) / "sequence_learning_curve.png")
+        if curve is not None:
+            mlflow.log_artifact(str(curve), artifact_path="plots")
         return run.info.run_id
 
 

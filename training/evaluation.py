@@ -5,14 +5,15 @@ be compared user by user."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
 from torchmetrics.functional.retrieval import retrieval_normalized_dcg, retrieval_recall
 
-from training.models.base import Recommender
+from training.models.base import Queries
 from training.models.ranking import exclude_seen, rank_of, top_k
 from training.sequences import Holdout
 
@@ -35,11 +36,37 @@ class Evaluation:
                 "mrr": float(self.mrr.mean()), **self.beyond, "users": float(len(self.users))}
 
 
+class Scorer(Protocol):
+    """What evaluation needs of a model: its name and whole-catalogue scores."""
+
+    name: str
+
+    def score(self, queries: Queries) -> torch.Tensor: ...
+
+
+class Reindexed:
+    """A registered model (training/models/packaged.py) scored in another catalogue index, the
+    holdout's: its history items it never saw are left out of its input, and items it was not
+    trained on (the catalogue grew) score -inf, since it cannot rank what it does not know."""
+
+    def __init__(self, packaged, item_ids: Sequence[str]) -> None:
+        self.packaged, self.name = packaged, str(packaged.model_name)
+        self.theirs = torch.tensor([0, *(packaged.index.get(i, 0) for i in item_ids)], dtype=torch.long)
+
+    def score(self, queries: Queries) -> torch.Tensor:
+        histories = [h[h > 0] for h in (self.theirs[torch.as_tensor(h, dtype=torch.long)].numpy()
+                                        for h in queries.histories)]
+        theirs = self.packaged.model.score(Queries(histories, queries.now)).float()
+        scores = theirs[:, self.theirs]
+        scores[:, self.theirs == 0] = float("-inf")
+        return scores
+
+
 def dcg_weights(k: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(k) + 2.0)
 
 
-def evaluate(model: Recommender, holdout: Holdout, n_items: int, k: int = K, exclude: bool = True,
+def evaluate(model: Scorer, holdout: Holdout, n_items: int, k: int = K, exclude: bool = True,
              popularity: np.ndarray | None = None, genres: np.ndarray | None = None) -> Evaluation:
     """Score every holdout user once, against the whole catalogue."""
     users = len(holdout.users)
@@ -63,6 +90,11 @@ def evaluate(model: Recommender, holdout: Holdout, n_items: int, k: int = K, exc
     result = Evaluation(holdout.users, ndcg, hr, mrr, top, k)
     result.beyond = beyond_accuracy(top, n_items, popularity, genres, holdout)
     return result
+
+
+def validator(holdout: Holdout, n_items: int, exclude: bool, k: int = K) -> Callable[[Scorer], float]:
+    """The validation callback models fit with: mean NDCG@k on ``holdout``."""
+    return lambda model: float(evaluate(model, holdout, n_items, k, exclude).ndcg.mean())
 
 
 def beyond_accuracy(top: np.ndarray, n_items: int, popularity: np.ndarray | None, genres: np.ndarray | None,

@@ -1,4 +1,5 @@
-"""The promotion gate: @challenger becomes @champion only if it is at least as good on the same holdout."""
+"""The promotion gate: @challenger becomes @champion only if it is at least as good on the same
+holdout, both scored as they are served (the registered models, loaded from the registry)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,19 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from longview.settings import REGISTERED_MODEL, Settings
-from training.datasets import build_training_data
+from training.evaluation import K, Reindexed, evaluate
+from training.sequences import Split, split_from_store
 from training.tracking import CHALLENGER, CHAMPION, alias_version, load_version, mlflow_client
-from training.train import K, evaluate
+from training.train import protocol_for
 
 METRIC = f"ndcg_at_{K}"
+
+
+def holdout_score(settings: Settings, split: Split, version: str) -> float:
+    """The registered version's METRIC on the split's test users, with its own exclusion rule."""
+    packaged = load_version(settings, version)
+    scorer = Reindexed(packaged, split.train.item_ids)
+    return float(evaluate(scorer, split.test, split.train.n_items, K, packaged.exclude).summary()[METRIC])
 
 
 @dataclass
@@ -30,15 +39,16 @@ def promote(settings: Settings) -> PromotionResult:
     if challenger is None:
         raise ValueError(f"no @{CHALLENGER} version of {REGISTERED_MODEL}: run `longview train` first")
     champion = alias_version(client, CHAMPION)
-    holdout = build_training_data(settings).holdout
-    challenger_score = evaluate(load_version(settings, challenger.version), holdout)[METRIC]
+    protocol, real_time = protocol_for(settings)
+    split, _ = split_from_store(settings, protocol, real_time)
+    challenger_score = holdout_score(settings, split, challenger.version)
 
     if champion is None:
         promoted, champion_score, reason = True, None, "no champion yet: the first model is promoted"
     elif champion.version == challenger.version:
         promoted, champion_score, reason = False, challenger_score, "the challenger already is the champion"
     else:
-        champion_score = evaluate(load_version(settings, champion.version), holdout)[METRIC]
+        champion_score = holdout_score(settings, split, champion.version)
         promoted = challenger_score >= champion_score
         verdict = ">=" if promoted else "<"
         reason = f"{METRIC} on the same holdout: challenger {challenger_score:.4f} {verdict} champion {champion_score:.4f}"

@@ -9,10 +9,7 @@ Both protocols hold out items per user and score them against the whole catalogu
   the new items users engaged with positively after it: how a deployed model meets the future.
   Early stopping uses each user's last positive engagement before the split, held out of training.
 
-Events at the same instant (44% of ml-100k users' last two ratings share a second) are ordered by
-a seeded hash of item and time: not by item id, which would leak the catalogue's numbering into
-"what came last", and not by the stored ids, which are pseudonyms that differ between data homes
-(the same data must give the same split everywhere).
+Events at the same instant are ordered as serving reads them (longview.features.tie_ordered).
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from longview.features import engagements
+from longview.features import engagements, tie_ordered
 from longview.settings import Settings
 from training.models.base import Interactions, Queries
 
@@ -58,13 +55,9 @@ def positive_engagement(frame: pd.DataFrame, settings: Settings) -> np.ndarray:
 
 
 def ordered_engagements(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """Engagements by user and time, same-instant ones in a seeded-hash order, with ``positive``."""
+    """Engagements by user and time (same-instant ones in the seeded order), with ``positive``."""
     eng = engagements(events)
-    instant = eng["item_id"].astype(str) + "@" + eng["timestamp"].astype("int64").astype(str)
-    key = f"ties{settings.seed:012d}"[-16:]  # pandas wants a 16-character hash key
-    eng = eng.assign(positive=positive_engagement(eng, settings),
-                     tiebreak=pd.util.hash_array(instant.to_numpy(), hash_key=key))
-    return eng.sort_values(["user_id", "timestamp", "tiebreak"], kind="stable").reset_index(drop=True)
+    return tie_ordered(eng.assign(positive=positive_engagement(eng, settings)), settings.seed)
 
 
 def item_index(catalogue_ids: list[str], events: pd.DataFrame) -> list[str]:
@@ -157,3 +150,22 @@ def temporal_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Set
         raise ValueError("the temporal holdout is empty: no user engaged positively with a new item after the split")
     train = Interactions(ids, train_seq, train_pos, train_times, content)
     return Split("temporal", train, _holdout(val, True), _holdout(test, True), split)
+
+
+def split_from_store(settings: Settings, protocol: str, real_time: bool):
+    """The protocol's split of the data home's event store, with item content from Feast's offline
+    store (the one source of features). Returns (split, content)."""
+    from longview.store import dataset_clock, load_catalogue, load_events
+    from training.content import item_content
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}: expected loo or temporal")
+    if protocol == "temporal" and not real_time:
+        raise ValueError("the temporal protocol needs real event times; this dataset only orders events")
+    events = load_events(settings)
+    catalogue = load_catalogue(settings)
+    ids = item_index(catalogue["item_id"].astype(str).tolist(), events)
+    content = item_content(settings, ids, dataset_clock(events))
+    if protocol == "loo":
+        return loo_split(events, ids, settings, real_time, content.vectors), content
+    return temporal_split(events, ids, settings, content.vectors), content

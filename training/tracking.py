@@ -35,7 +35,8 @@ def alias_version(client, alias: str):
 
 
 def load_version(settings: Settings, version: str):
-    """The PackagedRecommender of a registered version."""
+    """The registered version as its PackagedModel (training/models/packaged.py, loaded from the
+    registry's copy of the code); a corrupted artifact raises ValueError."""
     import mlflow.pyfunc
 
     mlflow_client(settings)

@@ -1,161 +1,150 @@
-"""Train the recommender on a point-in-time training set, evaluate it beside a popularity baseline,
-log everything to MLflow and register the model as @challenger."""
+"""`longview train`: the model named by the ``model`` setting (training/models), trained on the
+data home's events with item content from Feast, evaluated once on the holdout beside every
+baseline, logged to MLflow (params, per-epoch curve, plots, lineage tags) and registered as
+@challenger of the one registered model, whatever its architecture (models-from-code:
+training/packaging.py).
+
+The protocol is temporal (one global split time: how a deployed model meets the future), or
+leave-one-out where the data only orders its events (ml-1m-sasrec). Under ``torchrun`` every rank
+trains on its own shard of users and only rank 0 evaluates, logs and registers."""
 
 from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-from rich.progress import Progress
-
-from longview.features import FEATURE_SERVICE, genre_matrix, genre_vocabulary
+from longview.features import FEATURE_SERVICE
 from longview.settings import REGISTERED_MODEL, Settings
 from longview.versioning import data_version
-from training.datasets import Holdout, TrainingData, build_training_data
-from training.encoding import FeatureEncoder
-from training.evaluation import ranking_metrics
-from training.model import SequenceRecommender
-from training.packaged_model import PackagedRecommender
 from training.tracking import CHALLENGER, code_version, mlflow_client
-
-K = 10
 
 
 @dataclass
 class TrainResult:
-    run_id: str
-    model_version: str
-    metrics: dict[str, float]
-    baseline: dict[str, float]
+    model: str
+    protocol: str
+    rank: int  # the torchrun rank that returns this (only rank 0 registers)
+    run_id: str | None = None
+    model_version: str | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    baselines: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    fit: dict = field(default_factory=dict)
 
 
-def evaluate(packaged: PackagedRecommender, holdout: Holdout, k: int = K) -> dict[str, float]:
-    rows = holdout.features.to_dict("records")
-    users = holdout.features["user_id"].tolist()
-    ranked = packaged.recommend(rows, k, exclude=[holdout.seen[u] for u in users])
-    lists = {u: [item for item, _ in r] for u, r in zip(users, ranked)}
-    return ranking_metrics(lists, holdout.truth, len(packaged.encoder.item_ids), k)
+def dataset_marker(settings: Settings) -> dict:
+    """What `longview data prepare` recorded about the data home's dataset ({} when the events came
+    another way, e.g. ingested batches: their times are real)."""
+    path = settings.home / "dataset.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
-def evaluate_popularity(packaged: PackagedRecommender, holdout: Holdout, k: int = K) -> dict[str, float]:
-    lists = {u: [i for i, _ in packaged.popular(k, holdout.seen[u])] for u in holdout.truth}
-    return ranking_metrics(lists, holdout.truth, len(packaged.encoder.item_ids), k)
+def protocol_for(settings: Settings) -> tuple[str, bool]:
+    """(protocol, real_time): temporal on real event times, leave-one-out on ordinal ones."""
+    real_time = not dataset_marker(settings).get("ordinal_time", False)
+    return ("temporal" if real_time else "loo"), real_time
 
 
-def fit(settings: Settings, data: TrainingData, epochs: int) -> tuple[PackagedRecommender, list[float]]:
-    torch.manual_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
-    vocab = genre_vocabulary(data.catalogue)
-    encoder = FeatureEncoder(data.catalogue["item_id"].tolist(), len(vocab), settings.recent_items)
-    genres = torch.from_numpy(genre_matrix(data.catalogue, vocab))
-    model = SequenceRecommender(len(encoder.item_ids), encoder.n_dense, genres, settings.embedding_dim)
-
-    train = data.train[data.train["label_item"].isin(encoder.index)]
-    seqs, dense = encoder.encode(train.to_dict("records"))
-    labels = train["label_item"].map(encoder.index).to_numpy(dtype=np.int64)
-    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    losses: list[float] = []
-    with Progress() as progress:
-        task = progress.add_task(f"training on {len(labels)} examples", total=epochs)
-        for _ in range(epochs):
-            model.train()
-            order = rng.permutation(len(labels))
-            total = 0.0
-            for start in range(0, len(order), settings.batch_size):
-                batch = order[start:start + settings.batch_size]
-                logits = model(torch.from_numpy(seqs[batch]), torch.from_numpy(dense[batch]))
-                loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels[batch]))
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                total += loss.item() * len(batch)
-            losses.append(total / max(len(labels), 1))
-            progress.update(task, advance=1, description=f"training: loss {losses[-1]:.3f}")
-    popularity = data.popularity.reindex(encoder.item_ids).fillna(0).to_numpy(dtype=np.float32)
-    return PackagedRecommender.from_parts(model, encoder, popularity), losses
+def _settings_for(settings: Settings, epochs: int | None) -> Settings:
+    if epochs is None:
+        return settings
+    if epochs < 0:
+        raise ValueError(f"epochs must be 0 or more, got {epochs}")
+    return settings.model_copy(update={"sequence": settings.sequence.model_copy(update={"epochs": epochs})})
 
 
-def _plots(losses: list[float], metrics: dict, baseline: dict, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curve = out / "training_curve.png"
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(range(1, len(losses) + 1), losses, marker="o")
-    ax.set(xlabel="epoch", ylabel="cross-entropy", title="training loss")
-    fig.tight_layout()
-    fig.savefig(curve)
-    plt.close(fig)
-
-    bars = out / "model_vs_popularity.png"
-    names = [f"ndcg_at_{K}", f"recall_at_{K}", f"coverage_at_{K}"]
-    fig, ax = plt.subplots(figsize=(5, 3))
-    x = np.arange(len(names))
-    ax.bar(x - 0.2, [metrics[n] for n in names], 0.4, label="model")
-    ax.bar(x + 0.2, [baseline[n] for n in names], 0.4, label="popularity")
-    ax.set_xticks(x, names)
-    ax.legend()
-    ax.set_title("holdout: model vs popularity")
-    fig.tight_layout()
-    fig.savefig(bars)
-    plt.close(fig)
-    return [curve, bars]
+def _params(settings: Settings, protocol: str, split, report) -> dict:
+    params = {"model": settings.model, "protocol": protocol, "seed": settings.seed, "items": split.train.n_items,
+              "train_users": len(split.train.sequences), "holdout_users": len(split.test.users),
+              "exclude_seen": settings.exclude_seen, "positive_min_rating": settings.positive_min_rating,
+              "positive_min_dwell_seconds": settings.positive_min_dwell_seconds, "epochs_run": report.epochs}
+    if settings.model == "sequence":
+        params.update({f"sequence.{k}": v for k, v in settings.sequence.model_dump().items()})
+    params.update({f"chosen.{k}": v for k, v in report.chosen.items()})
+    return params
 
 
-def train(settings: Settings, epochs: int | None = None) -> TrainResult:
+def train(settings: Settings, epochs: int | None = None, progress: bool = True) -> TrainResult:
+    """Train, evaluate and register the configured model; ``epochs`` overrides the sequence
+    model's (the other models have no epochs)."""
+    from training.evaluation import K, evaluate, validator
+    from training.models import BASELINES, model_class
+    from training.models.distributed import process_group
+    from training.sequences import split_from_store
+
+    settings = _settings_for(settings, epochs)
+    protocol, real_time = protocol_for(settings)
+    with process_group() as (rank, _world):
+        split, content = split_from_store(settings, protocol, real_time)
+        n = split.train.n_items
+        validate = validator(split.validation, n, settings.exclude_seen)
+        model = model_class(settings.model)()
+        report = model.fit(split.train, settings, validate=validate, progress=progress)
+    result = TrainResult(settings.model, protocol, rank,
+                         fit={k: v for k, v in asdict(report).items() if k != "curve"})  # the curve goes to MLflow
+    if rank != 0:
+        return result
+
+    popularity = split.train.counts()
+    metrics = evaluate(model, split.test, n, K, settings.exclude_seen, popularity, content.genres).summary()
+    baselines = {}
+    for name in BASELINES:
+        if name == settings.model or (model_class(name).needs_time and not real_time):
+            continue
+        baseline = model_class(name)()
+        baseline.fit(split.train, settings, validate=validate, progress=False)
+        baselines[name] = evaluate(baseline, split.test, n, K, settings.exclude_seen, popularity,
+                                   content.genres).summary()
+    result.metrics, result.baselines = metrics, baselines
+    result.run_id, result.model_version = _log_and_register(settings, protocol, split, model, report, metrics,
+                                                            baselines)
+    settings.train_dir.mkdir(parents=True, exist_ok=True)
+    (settings.train_dir / "metrics.json").write_text(json.dumps(asdict(result), indent=2, default=str))
+    return result
+
+
+def _log_and_register(settings: Settings, protocol: str, split, model, report, metrics: dict,
+                      baselines: dict) -> tuple[str, str]:
     import mlflow
-    import mlflow.pyfunc
-    from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ParamSchema, ParamSpec
 
-    epochs = settings.epochs if epochs is None else epochs
+    from training.evaluation import K
+    from training.packaging import log_packaged_model
+    from training.plots import bars, learning_curve
+
     client = mlflow_client(settings)
-    data = build_training_data(settings)
-    packaged, losses = fit(settings, data, epochs)
-    metrics = evaluate(packaged, data.holdout)
-    baseline = evaluate_popularity(packaged, data.holdout)
-
-    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp)
+    ndcg = f"ndcg_at_{K}"
+    with mlflow.start_run(run_name=f"train {settings.model}") as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags({
-            # DVC's hash of the training inputs: `dvc.lock` records the same one for the train stage.
+            # DVC's hash of the feature tables: `dvc.lock` records the same one for the train stage.
             "data_version": data_version(settings.features_dir),
-            "dataset_clock": data.clock.isoformat(),
-            "holdout_split": data.holdout.split_time.isoformat(),
             "feature_service": FEATURE_SERVICE,
             "code_version": code_version(settings),
+            "validation": "passed: every event in the store passed its Great Expectations suite at ingestion",
+            "model": settings.model,
+            "protocol": protocol,
+            **({"holdout_split": split.split_time.isoformat()} if split.split_time is not None else {}),
         })
-        mlflow.log_params({"epochs": epochs, "embedding_dim": settings.embedding_dim, "batch_size": settings.batch_size,
-                           "learning_rate": settings.learning_rate, "recent_items": settings.recent_items,
-                           "train_examples": len(data.train), "seed": settings.seed})
-        for step, loss in enumerate(losses, start=1):
-            mlflow.log_metric("train_loss", loss, step=step)
-        mlflow.log_metrics(metrics)
-        mlflow.log_metrics({f"popularity_{k}": v for k, v in baseline.items()})
-        for plot in _plots(losses, metrics, baseline, tmp_path):
-            mlflow.log_artifact(str(plot), artifact_path="plots")
-        bundle = tmp_path / "bundle.pt"
-        torch.save(packaged.bundle(), bundle)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=PackagedRecommender(),
-            artifacts={"bundle": str(bundle)},
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "longview"],
-            registered_model_name=REGISTERED_MODEL,
-            # Inputs are Feast user-profile rows (any subset of the feature service); k is a parameter.
-            signature=ModelSignature(inputs=None, outputs=None, params=ParamSchema([ParamSpec("k", "long", K)])),
-        )
+        mlflow.log_params(_params(settings, protocol, split, report))
+        for step, row in enumerate(report.curve, start=1):  # per epoch, or per candidate of a grid search
+            step = int(row.get("epoch", step))
+            mlflow.log_metrics({key: float(v) for key, v in row.items() if key != "epoch"}, step=step)
+        mlflow.log_metrics({key: float(v) for key, v in metrics.items() if v is not None})
+        for name, figures in baselines.items():
+            mlflow.log_metrics({f"{name}.{key}": float(v) for key, v in figures.items() if v is not None})
+        scores = {settings.model: metrics[ndcg], **{name: b[ndcg] for name, b in baselines.items()}}
+        plots = [bars(scores, "NDCG@10", f"holdout ({protocol}): the model against every baseline",
+                      Path(tmp) / "model_vs_baselines.png"),
+                 learning_curve(report.curve, Path(tmp) / "learning_curve.png")]
+        for plot in plots:
+            if plot is not None:
+                mlflow.log_artifact(str(plot), artifact_path="plots")
+        history = [split.train.item_ids[i - 1] for i in split.test.queries.histories[0][-5:]]
+        info = log_packaged_model(model, split.train.item_ids, settings, registered_model_name=REGISTERED_MODEL,
+                                  example_history=history)
         version = str(info.registered_model_version)
         client.set_registered_model_alias(REGISTERED_MODEL, CHALLENGER, version)
-        client.set_model_version_tag(REGISTERED_MODEL, version, "ndcg_at_10", f"{metrics['ndcg_at_10']:.4f}")
-        client.set_model_version_tag(REGISTERED_MODEL, version, "feature_service", FEATURE_SERVICE)
-        result = TrainResult(run.info.run_id, version, metrics, baseline)
-    settings.train_dir.mkdir(parents=True, exist_ok=True)
-    (settings.train_dir / "metrics.json").write_text(json.dumps(asdict(result), indent=2))
-    return result
+        for key, value in {"model": settings.model, ndcg: f"{metrics[ndcg]:.4f}", "feature_service": FEATURE_SERVICE,
+                           "protocol": protocol}.items():
+            client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
+        return run.info.run_id, version

@@ -28,7 +28,7 @@ def test_dag_file_parses_quickly_without_heavy_imports():
 
 def test_dag_run_succeeds_and_registers_a_model(tmp_path):
     home = tmp_path / "home"
-    env = {**SMALL_WORLD, "LONGVIEW_HOME": str(home), "LONGVIEW_SYNTHETIC_USERS": "80", "LONGVIEW_EPOCHS": "4"}
+    env = {**SMALL_WORLD, "LONGVIEW_HOME": str(home), "LONGVIEW_SYNTHETIC_USERS": "80", "LONGVIEW_SEQUENCE__EPOCHS": "4"}
     assert longview("generate", env=env).returncode == 0
     migrate = longview("airflow", "db", "migrate", env=env)
     assert migrate.returncode == 0, migrate.stderr[-2000:]

@@ -48,13 +48,18 @@ def test_apply_materialise_and_read_online(featured):
     settings, result = featured
     assert result.feature_service == FEATURE_SERVICE and result.text_embeddings > 0
     store = feature_store(settings)
-    assert {fv.name for fv in store.list_feature_views()} == {"user_profile", "item_profile", "item_text"}
+    assert {fv.name for fv in store.list_feature_views()} == {"user_profile", "user_history", "item_profile",
+                                                              "item_text"}
     latest = latest_rows(settings)
     user = latest.index[0]
     online = online_user_features(store, [user, "nobody-here"])
     assert online["recent_items"][0] == list(latest.loc[user, "recent_items"])
     assert online["events_30d"][0] == latest.loc[user, "events_30d"]
     assert online["recent_items"][1] is None, "an unknown user has no features, not someone else's"
+    histories = pd.read_parquet(settings.features_dir / "user_history.parquet").set_index("user_id")
+    assert online["history"][0] == list(histories.loc[user, "history"])
+    assert online["history"][0][-len(online["recent_items"][0]):] == online["recent_items"][0]
+    assert online["history"][1] is None
 
 
 def test_materialisation_uses_the_dataset_clock_not_the_wall_clock(featured):
@@ -149,6 +154,7 @@ def test_new_events_reach_the_online_store_through_push(featured_any, tmp_path):
     assert fresh.accepted == 1 and fresh.online_users_updated == 1
     after = online_user_features(store, [user])
     assert after["recent_items"][0][-1] == item
+    assert after["history"][0] == [*before["history"][0], item], "the whole history is pushed too"
     assert after["events_1d"][0] >= 1 and after["last_event_epoch"][0] > before["last_event_epoch"][0]
 
     # A late event (older than what is online) is not pushed over the newer row: the later event
@@ -162,6 +168,7 @@ def test_new_events_reach_the_online_store_through_push(featured_any, tmp_path):
     build_features(settings, progress=False)
     rebuilt = online_user_features(store, [user])["recent_items"][0]
     assert late_item in rebuilt and rebuilt[-1] == item
+    assert late_item in online_user_features(store, [user])["history"][0]
 
 
 def _online_rows(settings) -> list[tuple]:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from longview.features import keep_superseded, user_profile_table
+from longview.features import keep_superseded, user_history_table, user_profile_table
 
 
 def test_user_profile_counts_are_consistent(featured):
@@ -66,3 +66,16 @@ def test_late_events_make_new_versions_and_old_ones_stay():
     # Rebuilding with nothing new keeps exactly the same versions.
     again = keep_superseded(versions, after, ["user_id", "event_timestamp"])
     assert len(again) == len(versions) == len(after) + 1
+
+
+def test_user_history_holds_every_item_once_per_user_at_the_last_engagement():
+    events = _events([(f"a", f"i{n}", f"s{n}", f"2024-03-{1 + n:02d}T10:00") for n in range(25)]
+                     + [("b", "i7", "s1", "2024-03-02T10:00"), ("b", "i8", "s1", "2024-03-02T10:00"),
+                        ("b", "i9", "s2", "2024-03-04T10:00")])
+    table = user_history_table(events, seed=7).set_index("user_id")
+    assert table.loc["a", "history"] == [f"i{n}" for n in range(25)], "the whole history, not the recent 20"
+    assert table.loc["a", "event_timestamp"] == pd.Timestamp("2024-03-25T10:00", tz="UTC")
+    # Same-instant items keep one seeded order, whatever the order they arrived in.
+    assert set(table.loc["b", "history"][:2]) == {"i7", "i8"} and table.loc["b", "history"][2] == "i9"
+    shuffled = user_history_table(events.sample(frac=1.0, random_state=3), seed=7).set_index("user_id")
+    assert shuffled.loc["b", "history"] == table.loc["b", "history"]

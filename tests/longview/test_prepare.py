@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -31,6 +33,8 @@ def test_prepare_real_dataset(tmp_path, name):
     assert stored["user_id"].str.startswith("u_").all(), "user ids are pseudonymised"
     derived = {"ml-100k": set(), "instacart-sample": {"items", "users"}, "ml-1m-sasrec": {"items", "users"}}[name]
     assert set(summary["derived"]) == derived, "a table made from another is named in the summary"
+    marker = json.loads((home / "dataset.json").read_text())
+    assert marker == {"dataset": name, "source": summary["source"], "ordinal_time": name == "ml-1m-sasrec"}
 
 
 def test_prepare_synthetic_and_again_adds_nothing(tmp_path):
@@ -62,4 +66,4 @@ def test_features_on_real_dataset(tmp_path, name, texts):
     summary = last_json(result.stdout)
     events, users, items = EXPECTED[name]
     assert summary["users"] == users and summary["text_embeddings"] == texts
-    assert summary["feature_service"] == "recommender_v2"
+    assert summary["feature_service"] == "recommender_v3"

@@ -5,10 +5,10 @@ from longview.settings import PROJECT_ROOT, get_settings
 
 def test_environment_overrides_defaults(monkeypatch, tmp_path):
     monkeypatch.setenv("LONGVIEW_HOME", str(tmp_path / "h"))
-    monkeypatch.setenv("LONGVIEW_EPOCHS", "3")
+    monkeypatch.setenv("LONGVIEW_MODEL", "ease")
     settings = get_settings()
     assert settings.home == (tmp_path / "h").resolve()
-    assert settings.epochs == 3
+    assert settings.model == "ease"
     assert settings.tracking_uri == f"sqlite:///{tmp_path / 'h' / 'mlflow.db'}"
 
 
@@ -28,11 +28,11 @@ def test_project_folders_are_found_from_the_package():
 
 def test_yaml_profile_sits_between_defaults_and_environment(monkeypatch, tmp_path):
     profile = tmp_path / "profile.yaml"
-    profile.write_text("epochs: 5\nbatch_size: 64\n")
+    profile.write_text("holdout_share: 0.3\nseed: 11\n")
     monkeypatch.setenv("LONGVIEW_CONFIG", str(profile))
-    monkeypatch.setenv("LONGVIEW_EPOCHS", "7")
+    monkeypatch.setenv("LONGVIEW_SEED", "12")
     settings = get_settings()
-    assert (settings.epochs, settings.batch_size) == (7, 64)
+    assert (settings.seed, settings.holdout_share) == (12, 0.3)
 
 
 def test_airflow_environment_points_at_this_home(monkeypatch, tmp_path):

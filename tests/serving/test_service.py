@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from longview.feature_store import feature_store, online_user_features
-from longview.features import USER_VIEW
+from longview.features import HISTORY_VIEW
 from longview.privacy import pseudonym, pseudonym_key
 from longview.service_process import running_service
 from training.tracking import CHAMPION, alias_version, mlflow_client
@@ -30,12 +30,13 @@ def test_recommendations_name_the_champion_version(service, trained):
     assert response.status_code == 200, response.text
     body = response.json()
     champion = alias_version(mlflow_client(trained), CHAMPION).version
-    assert body["model_version"] == str(champion)
+    assert body["model_version"] == str(champion) and body["model_name"] == trained.model
     assert len(body["items"]) == 7 and body["fallback"] is None
     scores = [i["score"] for i in body["items"]]
     assert scores == sorted(scores, reverse=True)
-    recent = online_user_features(feature_store(trained), [pseudonym(pseudonym_key(trained), "u0003")])["recent_items"][0]
-    assert not set(recent) & {i["item_id"] for i in body["items"]}
+    history = online_user_features(feature_store(trained), [pseudonym(pseudonym_key(trained), "u0003")])["history"][0]
+    assert len(history) > 20, "the whole history is online, not only the recent items"
+    assert not set(history) & {i["item_id"] for i in body["items"]}, "nothing the user engaged with is recommended"
 
 
 def test_unknown_user_gets_the_labelled_fallback(service):
@@ -69,21 +70,30 @@ def test_malformed_json_gets_a_4xx(service):
     assert 400 <= response.status_code < 500
 
 
+def write_history(settings, user: str, history: list[str]) -> None:
+    """Overwrite a user's online history, stamped later than anything materialised."""
+    stamp = pd.Timestamp.now(tz="UTC") + timedelta(days=1)
+    row = {"user_id": pseudonym(pseudonym_key(settings), user), "history": history, "event_timestamp": stamp,
+           "created_timestamp": stamp}
+    feature_store(settings).write_to_online_store(HISTORY_VIEW, pd.DataFrame([row]))
+
+
 def test_changing_online_features_changes_the_ranking(service, trained):
     user = "u0011"
     before = recommend(service, {"user_id": user, "k": 10}).json()
-    store = feature_store(trained)
-    current = online_user_features(store, [pseudonym(pseudonym_key(trained), user)])
-    # Rewrite this user's profile as someone who only watched a different part of the catalogue.
+    current = online_user_features(feature_store(trained), [pseudonym(pseudonym_key(trained), user)])["history"][0]
+    # Rewrite this user's history as someone who engaged with a different part of the catalogue.
     catalogue = pd.read_parquet(trained.catalogue_path)
-    others = [i for i in catalogue["item_id"] if i not in set(current["recent_items"][0] or [])]
-    taste = [0.0] * len(current["taste"][0])
-    taste[0] = 1.0
-    row = {name: values[0] for name, values in current.items()}
-    row.update({"recent_items": others[-20:], "taste": taste, "events_7d": 40, "events_30d": 90,
-                "event_timestamp": pd.Timestamp.now(tz="UTC") + timedelta(days=1)})
-    row["created_timestamp"] = row["event_timestamp"]
-    store.write_to_online_store(USER_VIEW, pd.DataFrame([row]))
+    others = [i for i in catalogue["item_id"] if i not in set(current)][-30:]
+    write_history(trained, user, others)
     after = recommend(service, {"user_id": user, "k": 10}).json()
+    assert after["fallback"] is None
     assert [i["item_id"] for i in after["items"]] != [i["item_id"] for i in before["items"]]
-    assert not set(others[-20:]) & {i["item_id"] for i in after["items"]}
+    assert not set(others) & {i["item_id"] for i in after["items"]}
+
+
+def test_a_history_of_unknown_items_gets_the_labelled_fallback(service, trained):
+    write_history(trained, "u0012", ["no-such-item", "i9999999"])
+    body = recommend(service, {"user_id": "u0012", "k": 5}).json()
+    assert body["fallback"] == "popularity: none of this user's items are known to the model"
+    assert len(body["items"]) == 5

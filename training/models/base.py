@@ -113,3 +113,13 @@ def padded(sequences: list[np.ndarray], length: int) -> torch.Tensor:
 def no_padding(scores: torch.Tensor) -> torch.Tensor:
     scores[:, 0] = float("-inf")
     return scores
+
+
+def cold_start(scores: torch.Tensor, histories: list[np.ndarray], popularity: np.ndarray) -> torch.Tensor:
+    """Users without a known history get the popularity ranking (their rows of ``scores`` replaced
+    by each item's share of positive engagements), not whatever an empty input scores."""
+    empty = torch.tensor([len(h) == 0 for h in histories], dtype=torch.bool)
+    if empty.any():
+        scores[empty] = torch.as_tensor(popularity / max(float(popularity.sum()), 1.0), dtype=scores.dtype)
+        scores[empty, 0] = float("-inf")
+    return scores

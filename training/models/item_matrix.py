@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .base import FitReport, Interactions, Queries, Recommender, Validate, no_padding
+from .base import FitReport, Interactions, Queries, Recommender, Validate, cold_start, no_padding
 
 if TYPE_CHECKING:  # the models load without the platform: only training needs settings
     from longview.settings import Settings
@@ -33,8 +33,9 @@ class ItemMatrixModel(Recommender):
     grid: tuple[float, ...] = ()
     parameter = ""
 
-    def __init__(self, weights: torch.Tensor | None = None, value: float = 0.0) -> None:
-        self.weights, self.value = weights, value
+    def __init__(self, weights: torch.Tensor | None = None, value: float = 0.0,
+                 popularity: np.ndarray | None = None) -> None:
+        self.weights, self.value, self.popularity = weights, value, popularity
 
     def weights_for(self, gram: torch.Tensor, value: float) -> torch.Tensor:
         raise NotImplementedError
@@ -47,6 +48,7 @@ class ItemMatrixModel(Recommender):
         if data.n_items > MAX_ITEMS:
             raise ValueError(f"{self.name} keeps an item x item matrix: {data.n_items:,} items is more than "
                              f"{MAX_ITEMS:,}; use the sequence model")
+        self.popularity = data.counts()  # for users with no known history
         x = presence(data.sequences, data.n_items).double()
         gram = x.T @ x
         candidates = sorted({self.default(settings), *self.grid}) if validate is not None else [self.default(settings)]
@@ -66,18 +68,19 @@ class ItemMatrixModel(Recommender):
         return report
 
     def score(self, queries: Queries) -> torch.Tensor:
-        assert self.weights is not None, "fit the model first"
-        return no_padding(presence(queries.histories, self.weights.shape[0] - 1) @ self.weights)
+        assert self.weights is not None and self.popularity is not None, "fit the model first"
+        scores = no_padding(presence(queries.histories, self.weights.shape[0] - 1) @ self.weights)
+        return cold_start(scores, queries.histories, self.popularity)
 
     def config(self) -> dict:
         return {self.parameter: self.value}
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"weights": self.weights}
+        return {"weights": self.weights, "popularity": torch.as_tensor(self.popularity)}
 
     @classmethod
     def restore(cls, config: dict, tensors: dict[str, torch.Tensor]):
-        return cls(tensors["weights"], float(config[cls.parameter]))
+        return cls(tensors["weights"], float(config[cls.parameter]), tensors["popularity"].numpy())
 
 
 class EASE(ItemMatrixModel):

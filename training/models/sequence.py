@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import FitReport, Interactions, Queries, Recommender, Validate, padded
+from .base import FitReport, Interactions, Queries, Recommender, Validate, cold_start, padded
 from .distributed import agree, distributed, same_steps
 from .sasrec_net import SASRecNet
 
@@ -198,13 +198,7 @@ class SequenceModel(Recommender):
                 width = max(1, min(self.net.max_len, max((len(h) for h in part.histories), default=1)))
                 hidden = self.net.last_hidden(padded(part.histories, width), self._table)
                 scores = self.net.logits(hidden, self._table)
-                # A user without history gets the popularity ranking, not an untrained state's.
-                empty = torch.tensor([len(h) == 0 for h in part.histories])
-                if empty.any():
-                    share = torch.as_tensor(self.popularity / max(self.popularity.sum(), 1.0), dtype=torch.float32)
-                    scores[empty] = share
-                    scores[empty, 0] = float("-inf")
-                parts.append(scores)
+                parts.append(cold_start(scores, part.histories, self.popularity))
         return torch.cat(parts) if parts else torch.zeros(0, self.net.n_items + 1)
 
     # -- saving ---------------------------------------------------------------------------------

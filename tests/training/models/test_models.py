@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from longview.settings import MODEL_NAMES
 from tests.training.conftest import chain_world
 from training.models import BASELINES, MODELS, Queries, model_class
 from training.models.item_matrix import EASE, ItemKNN
@@ -34,6 +35,7 @@ def test_every_model_scores_the_whole_catalogue_and_survives_a_round_trip(name, 
 
 def test_registry_names_every_model_once():
     assert set(BASELINES) < set(MODELS) and "sequence" in MODELS
+    assert tuple(MODELS) == MODEL_NAMES, "the `model` setting offers exactly the registry's models"
     with pytest.raises(ValueError, match="unknown model 'gru'"):
         model_class("gru")
 
@@ -63,6 +65,16 @@ def test_recent_popularity_counts_only_the_window_before_each_request(quick):
     no_time.times = None
     with pytest.raises(ValueError, match="needs real event times"):
         RecentPopularity().fit(no_time, quick)
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "recent_popularity"])  # its window: tested below
+def test_a_user_without_history_gets_the_popularity_ranking(name, world, quick):
+    model = model_class(name)()
+    model.fit(world, quick, progress=False)
+    scores = model.score(Queries([np.zeros(0, dtype=np.int64)], np.array([2e6])))[0, 1:]
+    counts = torch.as_tensor(world.counts()[1:])
+    most = torch.argsort(counts, descending=True, stable=True)[:3]
+    assert torch.equal(torch.argsort(scores, descending=True, stable=True)[:3], most)
 
 
 @pytest.mark.parametrize("cls", [EASE, ItemKNN])

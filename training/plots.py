@@ -1,0 +1,48 @@
+"""The figures people look at rather than read, saved as PNG for MLflow: metrics by model and a
+learning curve (training loss, validation metric)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and workers
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def bars(values: dict[str, float], ylabel: str, title: str, path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(list(values), list(values.values()))
+    ax.set(ylabel=ylabel, title=title)
+    ax.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def learning_curve(curve: list[dict[str, float]], path: Path) -> Path | None:
+    """Loss per epoch and, on a second axis, the validation metric where it was measured; None
+    when the fit has no epochs (the closed-form and counting models)."""
+    losses = [r for r in curve if "loss" in r and "epoch" in r]
+    if not losses:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot([r["epoch"] for r in losses], [r["loss"] for r in losses], label="training loss")
+    ax.set(xlabel="epoch", ylabel="cross-entropy")
+    checked = [r for r in losses if "validation" in r]
+    if checked:
+        twin = ax.twinx()
+        twin.plot([r["epoch"] for r in checked], [r["validation"] for r in checked], "o-", color="C1")
+        twin.set_ylabel("validation NDCG@10")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
