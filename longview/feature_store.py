@@ -22,6 +22,7 @@ import yaml
 from longview.features import (
     CONTENT_SERVICE,
     FEATURE_SERVICE,
+    HISTORY_VIEW,
     USER_VIEW,
     user_history_table,
     user_profile_table,
@@ -279,7 +280,10 @@ def historical_user_features(store, entity_df: pd.DataFrame) -> pd.DataFrame:
     at or before each timestamp among those already known then (created_timestamp filter), so
     neither later values nor late-arriving backfills leak into a training row."""
     service = _service(store, FEATURE_SERVICE)
-    job = store.get_historical_features(entity_df=entity_df, features=service, filter_by_created_timestamp=True)
+    # The history view holds each user's latest state only: it has no past to join.
+    refs = [f"{p.name}:{f.name}" for p in service.feature_view_projections if p.name != HISTORY_VIEW
+            for f in p.features]
+    job = store.get_historical_features(entity_df=entity_df, features=refs, filter_by_created_timestamp=True)
     return job.to_df()
 
 

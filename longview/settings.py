@@ -57,6 +57,9 @@ class SequenceSettings(BaseModel):
     # per batch (popularity-proportional, logQ-corrected) for catalogues too big to score whole.
     negatives: int | None = Field(default=None, ge=1)
     content: bool = Field(default=True, description="fuse genres and text embeddings (from Feast) with item ids")
+    # Where the data has real times: add recent (LONGVIEW_RECENT_POPULARITY_DAYS) and all-time
+    # popularity at the request time to the model's log-probabilities, weights picked on validation.
+    time_signals: bool = Field(default=True, description="blend in popularity at the request time")
 
 
 class Settings(BaseSettings):
@@ -116,6 +119,8 @@ class Settings(BaseSettings):
     # Incremental materialisation re-reads this much before the last run's end, for late data.
     materialize_overlap_days: float = Field(default=7.0, ge=0)
     holdout_share: float = 0.2
+    # The temporal protocol's validation window: this share of engagements just before the holdout.
+    validation_share: float = Field(default=0.1, gt=0.0, lt=1.0)
     seed: int = 7
 
     # Synthetic data.

@@ -41,17 +41,16 @@ class ModelRun:
 def train_and_evaluate(settings: Settings, protocol: str, real_time: bool, name: str, progress: bool) -> ModelRun:
     """One model on one split: fit (validation picks epochs or the hyper-parameter), then score the
     test users once."""
-    from training.evaluation import K, evaluate, validator
+    from training.evaluation import K, evaluate, fit_on_split
     from training.models import model_class
     from training.sequences import split_from_store
 
     split, content = split_from_store(settings, protocol, real_time)
     n = split.train.n_items
-    popularity = split.train.counts()
+    popularity = split.known.counts()
     model = model_class(name)()
     start = time.perf_counter()
-    report = model.fit(split.train, settings, validate=validator(split.validation, n, settings.exclude_seen),
-                       progress=progress)
+    report = fit_on_split(model, split, settings, progress)
     seconds = time.perf_counter() - start
     result = evaluate(model, split.test, n, K, settings.exclude_seen, popularity, content.genres)
     return ModelRun(name, result.summary(), result.ndcg, result.hr, result.top, result.users, split.test.truth, seconds,

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 from torchmetrics.functional.retrieval import retrieval_normalized_dcg, retrieval_recall
 
-from training.models.base import Queries
+from training.models.base import FitReport, Queries, Recommender
 from training.models.ranking import exclude_seen, rank_of, top_k
-from training.sequences import Holdout
+from training.sequences import Holdout, Split
+
+if TYPE_CHECKING:
+    from longview.settings import Settings
 
 K = 10
 BATCH = 512
@@ -95,6 +98,16 @@ def evaluate(model: Scorer, holdout: Holdout, n_items: int, k: int = K, exclude:
 def validator(holdout: Holdout, n_items: int, exclude: bool, k: int = K) -> Callable[[Scorer], float]:
     """The validation callback models fit with: mean NDCG@k on ``holdout``."""
     return lambda model: float(evaluate(model, holdout, n_items, k, exclude).ndcg.mean())
+
+
+def fit_on_split(model: Recommender, split: Split, settings: Settings, progress: bool = True) -> FitReport:
+    """Fit on the split's training interactions, choosing on its validation users; then, on a
+    temporal split, bring the model up to the split time (refit) before anyone is tested."""
+    report = model.fit(split.train, settings, validate=validator(split.validation, split.train.n_items,
+                                                                 settings.exclude_seen), progress=progress)
+    if split.refit is not None:
+        model.refit(split.refit, settings)
+    return report
 
 
 def beyond_accuracy(top: np.ndarray, n_items: int, popularity: np.ndarray | None, genres: np.ndarray | None,

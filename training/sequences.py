@@ -5,9 +5,11 @@ Both protocols hold out items per user and score them against the whole catalogu
 * leave-one-out: each user's last positive engagement is the test item and the one before it the
   validation item; the model trains on what came before the validation item. The protocol of the
   published sequential-recommendation results.
-* temporal: one global split time; the model trains on what happened before it and is asked for
-  the new items users engaged with positively after it: how a deployed model meets the future.
-  Early stopping uses each user's last positive engagement before the split, held out of training.
+* temporal: one global split time; the model is asked for the new items users engaged with
+  positively after it: how a deployed model meets the future. Validation is the same question one
+  window earlier (a validation time before the split, ``validation_share`` of engagements between
+  them): models train on what came before the validation time, are chosen (epochs, weights) on what
+  users did next, then are brought up to the split (refit) before the test users are scored.
 
 Events at the same instant are ordered as serving reads them (longview.features.tie_ordered).
 """
@@ -42,6 +44,14 @@ class Split:
     validation: Holdout
     test: Holdout
     split_time: pd.Timestamp | None = None  # temporal only
+    # Temporal only: every interaction before the split. Models are chosen on the validation window
+    # after ``train``, then brought up to the split with refit() before the test users are scored.
+    refit: Interactions | None = None
+
+    @property
+    def known(self) -> Interactions:
+        """What the tested model knows: everything before the split (temporal) or the training set."""
+        return self.refit if self.refit is not None else self.train
 
 
 def positive_engagement(frame: pd.DataFrame, settings: Settings) -> np.ndarray:
@@ -115,41 +125,54 @@ def loo_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Settings
     return Split("loo", train, _holdout(val, real_time), _holdout(test, real_time))
 
 
+def _new_positives(u: _User, start: int, stop: int, exclude_seen: bool) -> np.ndarray:
+    """The distinct items ``u`` engaged with positively in positions [start, stop), less those seen
+    before ``start`` when seen items are excluded."""
+    items = u.items[start:stop][u.positive[start:stop]]
+    if exclude_seen:
+        items = items[~np.isin(items, u.items[:start])]
+    return np.unique(items)
+
+
 def temporal_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Settings,
                    content: np.ndarray | None = None) -> Split:
     eng = ordered_engagements(events, settings)
-    share = settings.holdout_share
-    if not 0.0 < share < 1.0:
-        raise ValueError(f"holdout_share must be in (0, 1), got {share}")
+    share, validation_share = settings.holdout_share, settings.validation_share
+    if not (0.0 < share and 0.0 < validation_share and share + validation_share < 1.0):
+        raise ValueError(f"holdout_share ({share}) and validation_share ({validation_share}) must be positive "
+                         f"and add up to less than 1")
     split = pd.Timestamp(eng["timestamp"].quantile(1.0 - share))
+    validation_time = pd.Timestamp(eng["timestamp"].quantile(1.0 - share - validation_share))
     ids = item_index(catalogue_ids, eng)
     users = _users(eng, {item: i + 1 for i, item in enumerate(ids)})
-    split_s = split.value / 1e9
-    train_seq, train_pos, train_times, val, test = [], [], [], [], []
+    split_s, validation_s = split.value / 1e9, validation_time.value / 1e9
+    train: tuple[list, list, list] = ([], [], [])
+    refit: tuple[list, list, list] = ([], [], [])
+    val, test = [], []
     for u in users:
         before = int(np.searchsorted(u.times, split_s, side="right"))
         if before == 0:
             continue  # a user who arrives after the split is a cold start, not part of this protocol
-        history = u.items[:before]
-        after = u.items[before:][u.positive[before:]]
-        if settings.exclude_seen:
-            after = after[~np.isin(after, history)]
-        after = np.unique(after)
+        cut = int(np.searchsorted(u.times, validation_s, side="right"))
+        after = _new_positives(u, before, len(u.items), settings.exclude_seen)
         if len(after):
-            test.append((u.user, history, after, split_s))
-        positives = np.flatnonzero(u.positive[:before])
-        cut = before
-        if len(positives) and positives[-1] > 0:  # the last positive before the split validates
-            last = int(positives[-1])
-            val.append((u.user, history[:last], history[last:last + 1], u.times[last]))
-            cut = last
-        train_seq.append(history[:cut])
-        train_pos.append(u.positive[:cut])
-        train_times.append(u.times[:cut])
+            test.append((u.user, u.items[:before], after, split_s))
+        for part, end in ((refit, before), (train, cut)):
+            if end:
+                part[0].append(u.items[:end])
+                part[1].append(u.positive[:end])
+                part[2].append(u.times[:end])
+        if cut:
+            between = _new_positives(u, cut, before, settings.exclude_seen)
+            if len(between):
+                val.append((u.user, u.items[:cut], between, validation_s))
     if not test:
         raise ValueError("the temporal holdout is empty: no user engaged positively with a new item after the split")
-    train = Interactions(ids, train_seq, train_pos, train_times, content)
-    return Split("temporal", train, _holdout(val, True), _holdout(test, True), split)
+    if not val:
+        raise ValueError("the temporal validation window is empty: no user engaged positively with a new item "
+                         "between the validation time and the split; raise validation_share")
+    return Split("temporal", Interactions(ids, *train, content), _holdout(val, True), _holdout(test, True), split,
+                 Interactions(ids, *refit, content))
 
 
 def split_from_store(settings: Settings, protocol: str, real_time: bool):

@@ -56,6 +56,7 @@ def _settings_for(settings: Settings, epochs: int | None) -> Settings:
 
 def _params(settings: Settings, protocol: str, split, report) -> dict:
     params = {"model": settings.model, "protocol": protocol, "seed": settings.seed, "items": split.train.n_items,
+              "holdout_share": settings.holdout_share, "validation_share": settings.validation_share,
               "train_users": len(split.train.sequences), "holdout_users": len(split.test.users),
               "exclude_seen": settings.exclude_seen, "positive_min_rating": settings.positive_min_rating,
               "positive_min_dwell_seconds": settings.positive_min_dwell_seconds, "epochs_run": report.epochs}
@@ -68,7 +69,7 @@ def _params(settings: Settings, protocol: str, split, report) -> dict:
 def train(settings: Settings, epochs: int | None = None, progress: bool = True) -> TrainResult:
     """Train, evaluate and register the configured model; ``epochs`` overrides the sequence
     model's (the other models have no epochs)."""
-    from training.evaluation import K, evaluate, validator
+    from training.evaluation import K, evaluate, fit_on_split
     from training.models import BASELINES, model_class
     from training.models.distributed import process_group
     from training.sequences import split_from_store
@@ -77,23 +78,21 @@ def train(settings: Settings, epochs: int | None = None, progress: bool = True) 
     protocol, real_time = protocol_for(settings)
     with process_group() as (rank, _world):
         split, content = split_from_store(settings, protocol, real_time)
-        n = split.train.n_items
-        validate = validator(split.validation, n, settings.exclude_seen)
         model = model_class(settings.model)()
-        report = model.fit(split.train, settings, validate=validate, progress=progress)
+        report = fit_on_split(model, split, settings, progress)
     result = TrainResult(settings.model, protocol, rank,
                          fit={k: v for k, v in asdict(report).items() if k != "curve"})  # the curve goes to MLflow
     if rank != 0:
         return result
 
-    popularity = split.train.counts()
+    n, popularity = split.train.n_items, split.known.counts()
     metrics = evaluate(model, split.test, n, K, settings.exclude_seen, popularity, content.genres).summary()
     baselines = {}
     for name in BASELINES:
         if name == settings.model or (model_class(name).needs_time and not real_time):
             continue
         baseline = model_class(name)()
-        baseline.fit(split.train, settings, validate=validate, progress=False)
+        fit_on_split(baseline, split, settings, progress=False)
         baselines[name] = evaluate(baseline, split.test, n, K, settings.exclude_seen, popularity,
                                    content.genres).summary()
     result.metrics, result.baselines = metrics, baselines

@@ -1,5 +1,5 @@
 """The data contract as a property: random corruption of real data, in every loader layout, is
-routed row by row (longview/contract_fuzz.py says what is checked). 50 examples here, the same ones
+routed row by row (longview/contract_fuzz.py says what is checked). 25 examples here, the same ones
 every run; `longview bench contract --examples 500` explores more."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def contract_home(tmp_path_factory):
     return contract_fuzz.contract_settings(DATA_DIR, root / "home"), root
 
 
-@settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(example=contract_fuzz.examples(DATA_DIR, max_rows=300))
 def _routed_as_the_contract_says(example, home) -> None:
     settings_, root = home

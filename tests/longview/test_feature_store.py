@@ -244,7 +244,8 @@ def test_feast_ui_shows_the_repo(featured):
             time.sleep(1)
         assert process.poll() is None, process.stderr.read().decode()[-3000:]
         assert views is not None, "feast ui did not answer"
-        assert {v["spec"]["name"] for v in views["featureViews"]} == {"user_profile", "item_profile", "item_text"}
+        assert {v["spec"]["name"] for v in views["featureViews"]} == {"user_profile", "user_history", "item_profile",
+                                                                      "item_text"}
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -21,7 +21,7 @@ def test_registry_in_postgres_rows_in_redis_and_redis_keeps_the_later_row(produc
     with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{database}") as db:
         views = {name for (name,) in db.execute("SELECT feature_view_name FROM feature_views WHERE project_id = %s",
                                                 (project,))}
-    assert views == {"user_profile", "item_profile", "item_text"}
+    assert views == {"user_profile", "user_history", "item_profile", "item_text"}
     assert redis_keys(project), "materialisation wrote the online rows to Redis"
 
     table = pd.read_parquet(settings.features_dir / f"{USER_VIEW}.parquet")

@@ -76,20 +76,30 @@ def test_the_order_of_ties_does_not_depend_on_the_stored_ids(settings):
 
 def test_temporal_split_asks_for_new_positive_items_after_the_split(settings):
     rows = []
-    for u in range(10):  # hours 0..3 before the split, 10..12 after
-        rows += [(f"u{u}", "a", 0, "click", None), (f"u{u}", "b", 1, "click", None), (f"u{u}", "c", 3, "click", None)]
+    for u in range(10):  # hours 0, 1 before the validation time (4.2 h), 5 before the split (8.5 h)
+        rows += [(f"u{u}", "a", 0, "click", None), (f"u{u}", "b", 1, "click", None), (f"u{u}", "c", 5, "click", None)]
     rows += [("u0", "a", 10, "click", None), ("u0", "d", 11, "click", None), ("u0", "e", 12, "rating", 1.0)]
     rows += [("late", "d", 11, "click", None)]  # first seen after the split: a cold start, not in the holdout
-    settings = settings.model_copy(update={"holdout_share": 0.1})
+    settings = settings.model_copy(update={"holdout_share": 0.1, "validation_share": 0.3})
     split = temporal_split(events(rows), ["a", "b", "c", "d", "e"], settings)
     assert split.test.users == ["u0"]
     assert split.test.truth[0].tolist() == [4], "d only: a was seen before, e was rated 1"
-    assert "late" not in split.validation.users
-    # Validation holds out each user's last positive before the split (c), out of training.
+    assert split.test.queries.histories[0].tolist() == [1, 2, 3]
+    # Validation asks the same question one window earlier: what users did between the two times.
+    assert split.validation.users == [f"u{u}" for u in range(10)] and "late" not in split.validation.users
     assert all(t.tolist() == [3] for t in split.validation.truth)
+    assert all(h.tolist() == [1, 2] for h in split.validation.queries.histories)
+    assert split.validation.queries.now[0] < split.test.queries.now[0] == split.split_time.value / 1e9
+    # Models train before the validation time, then are refit on everything before the split.
     assert all(s.tolist() == [1, 2] for s in split.train.sequences)
+    assert all(s.tolist() == [1, 2, 3] for s in split.refit.sequences) and split.known is split.refit
     repeats = settings.model_copy(update={"exclude_seen": False})
     assert temporal_split(events(rows), list("abcde"), repeats).test.truth[0].tolist() == [1, 4]
+    narrow = settings.model_copy(update={"validation_share": 0.05})
+    with pytest.raises(ValueError, match="validation window is empty"):
+        temporal_split(events(rows), list("abcde"), narrow)
+    with pytest.raises(ValueError, match="add up to less than 1"):
+        temporal_split(events(rows), list("abcde"), settings.model_copy(update={"validation_share": 0.95}))
 
 
 def test_splits_say_when_there_is_nothing_to_hold_out(settings):

@@ -94,6 +94,12 @@ class Recommender(ABC):
     def tensors(self) -> dict[str, torch.Tensor]:
         """The learned state, saved with torch.save and loaded with weights_only=True."""
 
+    def refit(self, data: Interactions, settings: Settings) -> None:
+        """Bring the fitted model up to ``data`` (the same users and catalogue, more recent
+        interactions), keeping what validation chose. By default the model fits again: right for
+        models with nothing chosen on validation."""
+        self.fit(data, settings, validate=None, progress=False)
+
     @classmethod
     @abstractmethod
     def restore(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "Recommender":

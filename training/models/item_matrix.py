@@ -67,6 +67,12 @@ class ItemMatrixModel(Recommender):
         report.chosen = {self.parameter: self.value}
         return report
 
+    def refit(self, data: Interactions, settings: Settings) -> None:
+        """The weights again from ``data``, with the parameter validation chose."""
+        self.popularity = data.counts()
+        x = presence(data.sequences, data.n_items).double()
+        self.weights = self.weights_for(x.T @ x, self.value).float()
+
     def score(self, queries: Queries) -> torch.Tensor:
         assert self.weights is not None and self.popularity is not None, "fit the model first"
         scores = no_padding(presence(queries.histories, self.weights.shape[0] - 1) @ self.weights)

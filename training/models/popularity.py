@@ -43,53 +43,86 @@ class Popularity(Recommender):
         return cls(tensors["counts"].numpy())
 
 
-class RecentPopularity(Recommender):
-    """Positive engagements per item in the ``days`` before each request; ties go to all-time
-    popularity. Without a request time, the window ends at the last training event."""
+class ItemClock:
+    """Positive engagements in time order, so that per-item counts in any window before any request
+    time can be read: what recent popularity ranks by and what the sequence model's time signals
+    are made of."""
 
-    name = "recent_popularity"
-    needs_time = True
+    def __init__(self, items: np.ndarray, times: np.ndarray, n_items: int) -> None:
+        self.items, self.times, self.n_items = items, times, n_items
 
-    def __init__(self, days: float = 7.0, items: np.ndarray | None = None, times: np.ndarray | None = None,
-                 n_items: int = 0) -> None:
-        self.days, self.items, self.times, self.n_items = days, items, times, n_items
-
-    def fit(self, data: Interactions, settings: Settings, validate: Validate | None = None,
-            progress: bool = True) -> FitReport:
+    @classmethod
+    def of(cls, data: Interactions) -> "ItemClock":
         if data.times is None:
-            raise ValueError("recent popularity needs real event times; this dataset only orders events")
-        self.days, self.n_items = settings.recent_popularity_days, data.n_items
+            raise ValueError("counts before a request time need real event times; this dataset only orders events")
         items = np.concatenate([s[p] for s, p in zip(data.sequences, data.positive, strict=True)])
         times = np.concatenate([t[p] for t, p in zip(data.times, data.positive, strict=True)])
         order = np.argsort(times, kind="stable")
-        self.items, self.times = items[order], times[order]
-        return FitReport(chosen={"days": self.days})
+        return cls(items[order], times[order], data.n_items)
 
-    def score(self, queries: Queries) -> torch.Tensor:
-        assert self.items is not None and self.times is not None, "fit the model first"
-        now = queries.now if queries.now is not None else np.full(len(queries), self.times[-1] + 1.0)
-        out = np.empty((len(queries), self.n_items + 1), dtype=np.float32)
-        ends = np.searchsorted(self.times, now, side="left")  # strictly before the request
-        starts = np.searchsorted(self.times, now - self.days * DAY_SECONDS, side="left")
+    def request_times(self, queries: Queries) -> np.ndarray:
+        """Each query's time; without one, just after the last training event."""
+        return queries.now if queries.now is not None else np.full(len(queries), self.times[-1] + 1.0)
+
+    def counts(self, now: np.ndarray, days: float | None) -> np.ndarray:
+        """requests x (n_items + 1): engagements per item in the ``days`` strictly before each
+        request time (all of them before it when ``days`` is None)."""
+        out = np.empty((len(now), self.n_items + 1), dtype=np.float32)
+        ends = np.searchsorted(self.times, now, side="left")
+        starts = (np.zeros(len(now), dtype=np.int64) if days is None
+                  else np.searchsorted(self.times, now - days * DAY_SECONDS, side="left"))
         # Requests in time order: both window edges only move forward, so running counts suffice.
-        order = np.argsort(now, kind="stable")
         before_end = np.zeros(self.n_items + 1)
         before_start = np.zeros(self.n_items + 1)
         at_end = at_start = 0
-        for row in order:
+        for row in np.argsort(now, kind="stable"):
             np.add.at(before_end, self.items[at_end:ends[row]], 1.0)
             np.add.at(before_start, self.items[at_start:starts[row]], 1.0)
             at_end, at_start = int(ends[row]), int(starts[row])
-            # Ties go to all-time popularity up to the request, scaled below one engagement.
-            out[row] = before_end - before_start + before_end / max(before_end.sum(), 1.0) * 1e-3
-        return no_padding(torch.from_numpy(out))
-
-    def config(self) -> dict:
-        return {"days": self.days, "n_items": self.n_items}
+            out[row] = before_end - before_start
+        return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"items": torch.as_tensor(self.items), "times": torch.as_tensor(self.times)}
 
     @classmethod
+    def restore(cls, tensors: dict[str, torch.Tensor], n_items: int) -> "ItemClock":
+        return cls(tensors["items"].numpy(), tensors["times"].numpy(), n_items)
+
+
+class RecentPopularity(Recommender):
+    """Positive engagements per item in the ``days`` before each request; ties go to all-time
+    popularity up to the request. Without a request time, the window ends at the last training event."""
+
+    name = "recent_popularity"
+    needs_time = True
+
+    def __init__(self, days: float = 7.0, clock: ItemClock | None = None) -> None:
+        self.days, self.clock = days, clock
+
+    def fit(self, data: Interactions, settings: Settings, validate: Validate | None = None,
+            progress: bool = True) -> FitReport:
+        if data.times is None:
+            raise ValueError("recent popularity needs real event times; this dataset only orders events")
+        self.days, self.clock = settings.recent_popularity_days, ItemClock.of(data)
+        return FitReport(chosen={"days": self.days})
+
+    def score(self, queries: Queries) -> torch.Tensor:
+        assert self.clock is not None, "fit the model first"
+        now = self.clock.request_times(queries)
+        recent, ever = self.clock.counts(now, self.days), self.clock.counts(now, None)
+        # Ties go to all-time popularity up to the request, scaled below one engagement.
+        out = recent + ever / np.maximum(ever.sum(axis=1, keepdims=True), 1.0) * 1e-3
+        return no_padding(torch.from_numpy(out.astype(np.float32)))
+
+    def config(self) -> dict:
+        assert self.clock is not None
+        return {"days": self.days, "n_items": self.clock.n_items}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        assert self.clock is not None
+        return self.clock.tensors()
+
+    @classmethod
     def restore(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "RecentPopularity":
-        return cls(float(config["days"]), tensors["items"].numpy(), tensors["times"].numpy(), int(config["n_items"]))
+        return cls(float(config["days"]), ItemClock.restore(tensors, int(config["n_items"])))

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .base import FitReport, Interactions, Queries, Recommender, Validate, cold_start, padded
 from .distributed import agree, distributed, same_steps
+from .popularity import ItemClock
 from .sasrec_net import SASRecNet
 
 if TYPE_CHECKING:  # the model loads without the platform: only training needs settings
@@ -21,6 +22,11 @@ if TYPE_CHECKING:  # the model loads without the platform: only training needs s
 
 SCORE_BATCH = 256
 LOSS_CHUNK = 1024  # positions per slice of the full softmax: its logits stay in cache
+# Candidate weights of the time signals, log1p(engagements in the recent window before the request)
+# and log1p(all engagements before it), added to the log-probabilities; negative all-time weights
+# with positive recent ones favour what is trending rather than what was always popular.
+RECENT_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+POPULARITY_WEIGHTS = (-1.0, -0.5, -0.25, 0.0, 0.25)
 
 
 def training_rows(data: Interactions, max_len: int) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
@@ -69,9 +75,11 @@ class SequenceModel(Recommender):
     name = "sequence"
 
     def __init__(self, net: SASRecNet | None = None, popularity: np.ndarray | None = None,
-                 options: dict | None = None) -> None:
+                 options: dict | None = None, clock: ItemClock | None = None, blend: dict | None = None) -> None:
         self.net, self.popularity = net, popularity
         self.options = options or {}  # the sequence settings it was trained with
+        self.clock = clock  # engagement times, for the time signals (None: time-blind)
+        self.blend = blend or {"recent": 0.0, "popularity": 0.0, "days": 7.0}
         self._table: torch.Tensor | None = None
 
     # -- training -------------------------------------------------------------------------------
@@ -156,8 +164,42 @@ class SequenceModel(Recommender):
             self.net.load_state_dict(best_state)
         self.net.eval()
         self._table = None
+        if opts.time_signals and data.times is not None and validate is not None:
+            self._fit_time_signals(data, settings, validate, report, rank, world)
         report.train_seconds = time.perf_counter() - start
         return report
+
+    def refit(self, data: Interactions, settings: Settings) -> None:
+        """The network stays as validation chose it; its popularity (for users without history) and
+        its clock (the time signals) take in ``data``'s more recent interactions."""
+        self.popularity = data.counts()
+        if self.clock is not None:
+            self.clock = ItemClock.of(data)
+
+    def _fit_time_signals(self, data: Interactions, settings: Settings, validate: Validate, report: FitReport,
+                          rank: int, world: int) -> None:
+        """Pick the weights of the time signals on validation (both zero: time-blind, if nothing helps)."""
+        self.clock = ItemClock.of(data)
+        results = {}
+        for recent in RECENT_WEIGHTS:
+            for popularity in POPULARITY_WEIGHTS:
+                self.blend = {"recent": recent, "popularity": popularity, "days": settings.recent_popularity_days}
+                (results[recent, popularity],) = agree([validate(self) if rank == 0 else 0.0], world)
+        blind = results[0.0, 0.0]
+        (recent, popularity), metric = max(results.items(), key=lambda kv: (kv[1], -abs(kv[0][0]) - abs(kv[0][1])))
+        self.blend.update(recent=recent, popularity=popularity)
+        report.chosen.update({"recent_weight": recent, "popularity_weight": popularity})
+        report.notes.append(f"time signals: recent {recent:g}, all-time {popularity:g} (validation {blind:.4f} "
+                            f"time-blind, {metric:.4f} with them)")
+
+    def time_signals(self, queries: Queries) -> torch.Tensor | None:
+        """What the request time adds to each item's log-probability (None: nothing)."""
+        weights = (self.blend["recent"], self.blend["popularity"])
+        if self.clock is None or queries.now is None or weights == (0.0, 0.0):
+            return None
+        recent = np.log1p(self.clock.counts(queries.now, float(self.blend["days"])))
+        ever = np.log1p(self.clock.counts(queries.now, None))
+        return torch.from_numpy((weights[0] * recent + weights[1] * ever).astype(np.float32))
 
     @staticmethod
     def _train_epoch(network: torch.nn.Module, opts: SequenceSettings, inputs: list[np.ndarray],
@@ -197,7 +239,10 @@ class SequenceModel(Recommender):
                 part = queries.slice(start, start + SCORE_BATCH)
                 width = max(1, min(self.net.max_len, max((len(h) for h in part.histories), default=1)))
                 hidden = self.net.last_hidden(padded(part.histories, width), self._table)
-                scores = self.net.logits(hidden, self._table)
+                scores = torch.log_softmax(self.net.logits(hidden, self._table), dim=1)
+                signals = self.time_signals(part)
+                if signals is not None:
+                    scores = scores + signals
                 parts.append(cold_start(scores, part.histories, self.popularity))
         return torch.cat(parts) if parts else torch.zeros(0, self.net.n_items + 1)
 
@@ -205,12 +250,13 @@ class SequenceModel(Recommender):
     def config(self) -> dict:
         assert self.net is not None
         return {"n_items": self.net.n_items, "content_features": None if self.net.content is None
-                else int(self.net.content.shape[1]), "options": self.options}
+                else int(self.net.content.shape[1]), "options": self.options, "blend": self.blend}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         assert self.net is not None and self.popularity is not None
+        clock = {} if self.clock is None else {f"clock.{k}": v for k, v in self.clock.tensors().items()}
         return {**{f"net.{k}": v for k, v in self.net.state_dict().items()},
-                "popularity": torch.as_tensor(self.popularity)}
+                "popularity": torch.as_tensor(self.popularity), **clock}
 
     @classmethod
     def restore(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "SequenceModel":
@@ -219,4 +265,8 @@ class SequenceModel(Recommender):
         net = SASRecNet(int(config["n_items"]), int(opts["max_len"]), int(opts["dim"]), int(opts["blocks"]),
                         int(opts["heads"]), float(opts["dropout"]), content if config.get("content_features") else None)
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        return cls(net.eval(), tensors["popularity"].numpy(), opts)
+        clock = None
+        if "clock.items" in tensors:
+            clock = ItemClock.restore({k[6:]: v for k, v in tensors.items() if k.startswith("clock.")},
+                                      int(config["n_items"]))
+        return cls(net.eval(), tensors["popularity"].numpy(), opts, clock, config.get("blend"))

@@ -12,7 +12,7 @@ from longview.settings import MODEL_NAMES
 from tests.training.conftest import chain_world
 from training.models import BASELINES, MODELS, Queries, model_class
 from training.models.item_matrix import EASE, ItemKNN
-from training.models.popularity import Popularity, RecentPopularity
+from training.models.popularity import ItemClock, Popularity, RecentPopularity
 from training.models.sequence import SequenceModel
 
 
@@ -169,3 +169,38 @@ def test_sequence_model_rejects_indices_outside_its_catalogue(world, quick):
     model.fit(world, quick, progress=False)
     with pytest.raises(IndexError):
         model.score(Queries([np.array([world.n_items + 5])]))
+
+
+def test_sequence_model_time_signals_raise_what_is_recent_at_the_request(world, quick):
+    model = SequenceModel()
+    model.fit(world, quick.model_copy(update={"sequence": quick.sequence.model_copy(update={"time_signals": False})}),
+              progress=False)
+    assert model.clock is None and model.blend["recent"] == 0.0, "time-blind when told so"
+    last = max(t[-1] for t in world.times)
+    burst = world.sequences[0][:1].repeat(40)  # forty recent engagements with one item
+    world.sequences.append(np.r_[world.sequences[1], burst])
+    world.positive.append(np.ones(len(world.sequences[-1]), dtype=bool))
+    later = last + 10 * 86_400.0  # ten days after everything else
+    world.times.append(np.r_[world.times[1], later + 60.0 * np.arange(1, 41)])
+    model.clock = ItemClock.of(world)
+    model.blend = {"recent": 1.0, "popularity": 0.0, "days": 1.0}
+    history = [world.sequences[2][:6]]
+    before = model.score(Queries(history, np.array([later])))[0]  # an empty one-day window
+    after = model.score(Queries(history, np.array([later + 41 * 60.0])))[0]  # the burst in it
+    item = int(burst[0])
+    assert after[item] - before[item] == pytest.approx(np.log1p(40), rel=1e-5)
+    others = np.setdiff1d(np.arange(1, world.n_items + 1), [item])
+    assert torch.allclose(after[others], before[others]), "only the item engaged with recently moves"
+    assert model.score(Queries(history))[0].isfinite()[1:].all(), "no request time: time-blind scores"
+
+
+def test_sequence_model_picks_time_signal_weights_on_validation(world, quick):
+    model = SequenceModel()
+    report = model.fit(world, quick, validate=lambda m: 0.1 + 0.01 * m.blend["recent"], progress=False)
+    # The largest recent weight wins; the all-time weights tie, and ties go to the smallest weights.
+    assert (report.chosen["recent_weight"], report.chosen["popularity_weight"]) == (4.0, 0.0)
+    assert "time signals" in report.notes[-1]
+    blind = SequenceModel()
+    report = blind.fit(world, quick, validate=lambda m: 0.1, progress=False)
+    assert (report.chosen["recent_weight"], report.chosen["popularity_weight"]) == (0.0, 0.0), \
+        "nothing helps: the smallest weights, time-blind"
