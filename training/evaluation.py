@@ -5,13 +5,12 @@ be compared user by user."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
-from torchmetrics.functional.retrieval import retrieval_normalized_dcg, retrieval_recall
 
 from training.models.base import FitReport, Queries, Recommender
 from training.models.ranking import exclude_seen, rank_of, top_k
@@ -156,28 +155,3 @@ def paired_difference(a: np.ndarray, b: np.ndarray, samples: int = 1000, seed: i
         raise ValueError("a paired comparison needs the same users in the same order")
     lo, hi = bootstrap_interval(a - b, samples, seed)
     return float((a - b).mean()), lo, hi
-
-
-def ranking_metrics(
-    ranked: Mapping[str, Sequence[str]], truth: Mapping[str, set[str]], n_items: int, k: int = 10
-) -> dict[str, float]:
-    """NDCG@k and Recall@k (torchmetrics) averaged over users from ranked item-id lists, plus
-    catalogue coverage: the check of the top-k lists others can recompute from a dump."""
-    if not truth:
-        raise ValueError("no holdout users to evaluate")
-    ndcg, recall, shown = [], [], set()
-    for user, relevant in truth.items():
-        top = list(ranked.get(user, []))[:k]
-        shown.update(top)
-        # Relevant items outside the top k are appended below it so the ideal DCG counts them.
-        candidates = top + sorted(relevant - set(top))
-        preds = torch.arange(len(candidates), 0, -1, dtype=torch.float32)
-        target = torch.tensor([c in relevant for c in candidates])
-        ndcg.append(float(retrieval_normalized_dcg(preds, target, top_k=k)))
-        recall.append(float(retrieval_recall(preds, target, top_k=k)))
-    return {
-        f"ndcg_at_{k}": sum(ndcg) / len(ndcg),
-        f"recall_at_{k}": sum(recall) / len(recall),
-        f"coverage_at_{k}": len(shown) / max(n_items, 1),
-        "holdout_users": float(len(truth)),
-    }
