@@ -185,9 +185,11 @@ def promote() -> None:
 
 
 def _run_step(step) -> None:
+    from longview.feature_store import FeatureStoreError
+
     try:
         _print_json(step(get_settings()))
-    except ValueError as exc:
+    except (ValueError, FeatureStoreError) as exc:
         _fail(str(exc))
 
 

@@ -11,6 +11,7 @@ import mlflow
 import pandas as pd
 
 from longview.settings import PROJECT_ROOT, REGISTERED_MODEL
+from tests.conftest import SMALL_WORLD, longview
 from training.promotion import promote
 from training.tracking import CHALLENGER, CHAMPION, alias_version, mlflow_client
 from training.train import train
@@ -86,3 +87,15 @@ def test_train_under_torchrun_registers_once_from_rank_zero(trained):
     after = {str(v.version) for v in client.search_model_versions(f"name='{REGISTERED_MODEL}'")}
     assert after - before == {results[0]["model_version"]}
     assert str(alias_version(client, CHALLENGER).version) == results[0]["model_version"]
+
+
+def test_train_says_what_is_missing(tmp_path):
+    env = {**SMALL_WORLD, "LONGVIEW_SYNTHETIC_USERS": "30", "LONGVIEW_HOME": str(tmp_path / "home")}
+    empty = longview("train", env=env)
+    assert empty.returncode == 1 and "the event store is empty" in empty.stderr and "Traceback" not in empty.stderr
+    assert longview("data", "prepare", "--dataset", "synthetic", env=env).returncode == 0
+    no_features = longview("train", env=env)  # events, but `longview features` never ran
+    assert no_features.returncode == 1 and "run `longview features`" in no_features.stderr
+    assert "Traceback" not in no_features.stderr
+    unknown = longview("train", env={**env, "LONGVIEW_MODEL": "gru"})
+    assert unknown.returncode != 0 and "gru" in unknown.stderr and "Traceback" not in unknown.stderr

@@ -10,7 +10,8 @@ import torch
 
 from longview.settings import MODEL_NAMES
 from tests.training.conftest import chain_world
-from training.models import BASELINES, MODELS, Queries, model_class
+from training.models import BASELINES, MODELS, Interactions, Queries, model_class
+from training.models.ranking import exclude_seen, top_k
 from training.models.item_matrix import EASE, ItemKNN
 from training.models.popularity import ItemClock, Popularity, RecentPopularity
 from training.models.sequence import SequenceModel
@@ -113,6 +114,10 @@ def test_sequence_model_learns_what_comes_next(world, quick):
     assert popularity.score(Queries(histories)).argmax(dim=1).tolist() != [6, 12]
 
 
+def time_blind(settings):
+    return settings.model_copy(update={"sequence": settings.sequence.model_copy(update={"time_signals": False})})
+
+
 def test_sequence_model_early_stops_and_keeps_the_best_state(world, quick):
     calls = []
 
@@ -121,7 +126,7 @@ def test_sequence_model_early_stops_and_keeps_the_best_state(world, quick):
         return [0.1, 0.5, 0.2, 0.2, 0.2, 0.2][len(calls) - 1]
 
     model = SequenceModel()
-    report = model.fit(world, quick, validate=validate, progress=False)
+    report = model.fit(world, time_blind(quick), validate=validate, progress=False)
     assert report.chosen == {"epoch": 10.0}, "the second validation pass (epoch 10) was the best"
     assert report.epochs == 25 and "early stop" in report.notes[0]
 
@@ -173,8 +178,7 @@ def test_sequence_model_rejects_indices_outside_its_catalogue(world, quick):
 
 def test_sequence_model_time_signals_raise_what_is_recent_at_the_request(world, quick):
     model = SequenceModel()
-    model.fit(world, quick.model_copy(update={"sequence": quick.sequence.model_copy(update={"time_signals": False})}),
-              progress=False)
+    model.fit(world, time_blind(quick), progress=False)
     assert model.clock is None and model.blend["recent"] == 0.0, "time-blind when told so"
     last = max(t[-1] for t in world.times)
     burst = world.sequences[0][:1].repeat(40)  # forty recent engagements with one item
@@ -204,3 +208,30 @@ def test_sequence_model_picks_time_signal_weights_on_validation(world, quick):
     report = blind.fit(world, quick, validate=lambda m: 0.1, progress=False)
     assert (report.chosen["recent_weight"], report.chosen["popularity_weight"]) == (0.0, 0.0), \
         "nothing helps: the smallest weights, time-blind"
+
+
+def genre_world(users: int = 80, per_genre: int = 15, length: int = 10, seed: int = 0) -> Interactions:
+    """Two genres (items 1..15 and 16..30); each user stays in one, engaging with its items in a
+    random order: what a user engaged with says which genre comes next."""
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for u in range(users):
+        first = 1 + (u % 2) * per_genre
+        sequences.append(rng.choice(np.arange(first, first + per_genre), size=length, replace=False).astype(np.int64))
+    ids = [f"i{n}" for n in range(1, 2 * per_genre + 1)]
+    return Interactions(ids, sequences, [np.ones(length, dtype=bool)] * users,
+                        [1_000_000.0 + 3600.0 * np.arange(length)] * users)
+
+
+@pytest.mark.parametrize("name", ["sequence", "ease", "item_knn"])
+def test_more_history_in_a_genre_raises_its_share_of_the_list(name, quick):
+    """Directional: adding items of genre A to a mixed history gives genre A more of the top 10."""
+    model = model_class(name)()
+    model.fit(genre_world(), quick, progress=False)
+    a_items = np.arange(1, 16)
+    mixed = np.array([1, 16, 2, 17])
+    more_a = np.array([1, 16, 2, 17, 3, 4, 5])
+    scores = exclude_seen(model.score(Queries([mixed, more_a])), [mixed, more_a])
+    share = [np.isin(row, a_items).mean() for row in top_k(scores, 10).numpy()]
+    assert share[1] > share[0], share
+    assert not np.isin(top_k(scores, 10)[1].numpy(), more_a).any(), "minimum functionality: only unseen items"
