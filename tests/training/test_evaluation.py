@@ -120,3 +120,23 @@ def test_paired_difference_calls_noise_noise():
     assert lo < a.mean() < hi
     with pytest.raises(ValueError, match="same users"):
         paired_difference(a, a[:-1])
+
+
+def test_a_registered_model_is_scored_in_the_holdouts_index():
+    """The gate scores registered models on today's holdout, whose catalogue may have grown and be
+    ordered differently: scores follow the item ids, unknown items score -inf and are left out of
+    the model's input."""
+    from training.evaluation import Reindexed
+    from training.models.item_matrix import EASE
+    from training.models.packaged import PackagedModel
+
+    # Trained on items a, b, c: a and b always together.
+    weights = torch.tensor([[0, 0, 0, 0], [0, 0, 1.0, 0], [0, 1.0, 0, 0], [0, 0, 0, 0]])
+    model = EASE(weights, 1.0, np.array([0.0, 5.0, 5.0, 1.0]))
+    packaged = PackagedModel().load({"model": "ease", "model_config": model.config(), "item_ids": ["a", "b", "c"]},
+                                    model.tensors())
+    scorer = Reindexed(packaged, ["new", "b", "a", "c"])  # today's index: a new item first, a and b swapped
+    scores = scorer.score(Queries([np.array([3, 1])]))  # history: a (index 3 today) and the new item
+    assert scores[0, 2] == 1.0, "b co-occurs with a, whatever its index today"
+    assert torch.isneginf(scores[0, [0, 1]]).all(), "padding and the item the model never saw"
+    assert scores[0, 4] == 0.0
