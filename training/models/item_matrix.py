@@ -27,6 +27,12 @@ def presence(histories: list[np.ndarray], n_items: int) -> torch.Tensor:
     return out
 
 
+def cooccurrence(data: Interactions) -> torch.Tensor:
+    """Item x item counts of users who interacted with both (float64: EASE inverts it)."""
+    x = presence(data.sequences, data.n_items).double()
+    return x.T @ x
+
+
 class ItemMatrixModel(Recommender):
     """Scores = the user's presence row times an item x item weight matrix."""
 
@@ -49,8 +55,7 @@ class ItemMatrixModel(Recommender):
             raise ValueError(f"{self.name} keeps an item x item matrix: {data.n_items:,} items is more than "
                              f"{MAX_ITEMS:,}; use the sequence model")
         self.popularity = data.counts()  # for users with no known history
-        x = presence(data.sequences, data.n_items).double()
-        gram = x.T @ x
+        gram = cooccurrence(data)
         candidates = sorted({self.default(settings), *self.grid}) if validate is not None else [self.default(settings)]
         report = FitReport()
         best = (-1.0, None, 0.0)
@@ -70,8 +75,7 @@ class ItemMatrixModel(Recommender):
     def refit(self, data: Interactions, settings: Settings) -> None:
         """The weights again from ``data``, with the parameter validation chose."""
         self.popularity = data.counts()
-        x = presence(data.sequences, data.n_items).double()
-        self.weights = self.weights_for(x.T @ x, self.value).float()
+        self.weights = self.weights_for(cooccurrence(data), self.value).float()
 
     def score(self, queries: Queries) -> torch.Tensor:
         assert self.weights is not None and self.popularity is not None, "fit the model first"

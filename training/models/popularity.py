@@ -75,9 +75,10 @@ class ItemClock:
         before_end = np.zeros(self.n_items + 1)
         before_start = np.zeros(self.n_items + 1)
         at_end = at_start = 0
-        for row in np.argsort(now, kind="stable"):
-            np.add.at(before_end, self.items[at_end:ends[row]], 1.0)
-            np.add.at(before_start, self.items[at_start:starts[row]], 1.0)
+        width = self.n_items + 1
+        for row in np.argsort(now, kind="stable"):  # bincount: np.add.at is ~10x slower on a served request
+            before_end += np.bincount(self.items[at_end:ends[row]], minlength=width)
+            before_start += np.bincount(self.items[at_start:starts[row]], minlength=width)
             at_end, at_start = int(ends[row]), int(starts[row])
             out[row] = before_end - before_start
         return out
