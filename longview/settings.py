@@ -57,6 +57,10 @@ class SequenceSettings(BaseModel):
     # per batch (popularity-proportional, logQ-corrected) for catalogues too big to score whole.
     negatives: int | None = Field(default=None, ge=1)
     content: bool = Field(default=True, description="fuse genres and text embeddings (from Feast) with item ids")
+    # Training steps under bfloat16 autocast (scoring stays float32): 1.6x the sequences per second
+    # on ml-1m-sasrec on this machine's AVX512-BF16 cores. auto: bfloat16 where the CPU (or a GPU)
+    # computes it natively, float32 elsewhere (emulated bfloat16 is slower than float32).
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     # Where the data has real times: add recent (LONGVIEW_RECENT_POPULARITY_DAYS) and all-time
     # popularity at the request time to the model's log-probabilities, weights picked on validation.
     time_signals: bool = Field(default=True, description="blend in popularity at the request time")
