@@ -57,6 +57,9 @@ class SequenceSettings(BaseModel):
     # per batch (popularity-proportional, logQ-corrected) for catalogues too big to score whole.
     negatives: int | None = Field(default=None, ge=1)
     content: bool = Field(default=True, description="fuse genres and text embeddings (from Feast) with item ids")
+    # Where the data has real times: the request's hour, weekday and the gap since the user's last
+    # event as side inputs (training/models/base.py request_context).
+    context: bool = Field(default=True, description="request-time side inputs (hour, weekday, gap since last visit)")
     # Training steps under bfloat16 autocast (scoring stays float32): 1.6x the sequences per second
     # on ml-1m-sasrec on this machine's AVX512-BF16 cores. auto: bfloat16 where the CPU (or a GPU)
     # computes it natively, float32 elsewhere (emulated bfloat16 is slower than float32).
@@ -109,6 +112,9 @@ class Settings(BaseSettings):
     # Features and model.
     recent_items: int = 20
     model: ModelName = Field(default="sequence", description="the model `longview train` trains and registers")
+    # The baselines `longview train` evaluates beside the model (EASE's fit is cubic in the catalogue:
+    # leave it out for catalogues of tens of thousands of items), e.g. LONGVIEW_BASELINES='["popularity"]'.
+    baselines: list[ModelName] = Field(default=["popularity", "recent_popularity", "ease", "item_knn"])
     sequence: SequenceSettings = SequenceSettings()
     # Positive engagement (labels and metrics): clicks and purchases always; a rating from this
     # value up; a view from this dwell up. Sequences still hold every interaction as input.

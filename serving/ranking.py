@@ -19,7 +19,9 @@ NOTHING_KNOWN = "popularity: none of this user's items are known to the model"
 def rank_for_user(model: PackagedModel, model_version: str, user_id: str, features: Mapping, k: int,
                   why: str = NO_FEATURES, now: float | None = None) -> dict:
     history = features.get("history")
-    ranked = model.rank([history or []], [time.time() if now is None else now], k)[0]
+    # The gap since the last visit: the profile's last engagement time, from the same online row.
+    ranked = model.rank([history or []], [time.time() if now is None else now], k,
+                        [features.get("last_event_epoch")])[0]
     if history is None:
         fallback: str | None = why
     else:

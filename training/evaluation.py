@@ -48,17 +48,19 @@ class Scorer(Protocol):
 
 class Reindexed:
     """A registered model (training/models/packaged.py) scored in another catalogue index, the
-    holdout's: its history items it never saw are left out of its input, and items it was not
-    trained on (the catalogue grew) score -inf, since it cannot rank what it does not know."""
+    holdout's. Items it was not trained on (the catalogue grew) are scored by their content where
+    the model can (``content``: the holdout index's rows, padding first); otherwise they are left
+    out of its input and score -inf, since it cannot rank what it does not know."""
 
-    def __init__(self, packaged, item_ids: Sequence[str]) -> None:
+    def __init__(self, packaged, item_ids: Sequence[str], content: np.ndarray | None = None) -> None:
         self.packaged, self.name = packaged, str(packaged.model_name)
+        self.added = packaged.add_items(list(item_ids), None if content is None else content[1:])
         self.theirs = torch.tensor([0, *(packaged.index.get(i, 0) for i in item_ids)], dtype=torch.long)
 
     def score(self, queries: Queries) -> torch.Tensor:
         histories = [h[h > 0] for h in (self.theirs[torch.as_tensor(h, dtype=torch.long)].numpy()
                                         for h in queries.histories)]
-        theirs = self.packaged.model.score(Queries(histories, queries.now)).float()
+        theirs = self.packaged.model.score(Queries(histories, queries.now, queries.last)).float()
         scores = theirs[:, self.theirs]
         scores[:, self.theirs == 0] = float("-inf")
         return scores

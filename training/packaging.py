@@ -51,7 +51,8 @@ def signature():
     from mlflow.types.schema import Array, ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
     inputs = Schema([ColSpec(DataType.string, "user_id"), ColSpec(Array(DataType.string), "history"),
-                     ColSpec(DataType.double, "now", required=False)])
+                     ColSpec(DataType.double, "now", required=False),
+                     ColSpec(DataType.double, "last_event", required=False)])
     outputs = Schema([ColSpec(Array(DataType.string), "items"), ColSpec(Array(DataType.double), "scores"),
                       ColSpec(DataType.string, "fallback", required=False)])
     return ModelSignature(inputs=inputs, outputs=outputs, params=ParamSchema([ParamSpec("k", "long", 10)]))
@@ -64,7 +65,8 @@ def log_packaged_model(model: Recommender, item_ids: list[str], settings: Settin
     import mlflow.pyfunc
 
     history = example_history if example_history is not None else list(item_ids[:2])
-    example = pd.DataFrame({"user_id": ["example-user"], "history": [history], "now": [0.0]})
+    example = pd.DataFrame({"user_id": ["example-user"], "history": [history], "now": [86_400.0],
+                            "last_event": [0.0]})
     with tempfile.TemporaryDirectory() as tmp, staged_code() as code:
         config_path, weights_path = Path(tmp) / "config.json", Path(tmp) / "weights.pt"
         config_path.write_text(json.dumps(model_config(model, item_ids, settings)))

@@ -19,7 +19,7 @@ METRIC = f"ndcg_at_{K}"
 def holdout_score(settings: Settings, split: Split, version: str) -> float:
     """The registered version's METRIC on the split's test users, with its own exclusion rule."""
     packaged = load_version(settings, version)
-    scorer = Reindexed(packaged, split.train.item_ids)
+    scorer = Reindexed(packaged, split.train.item_ids, split.train.content)
     return float(evaluate(scorer, split.test, split.train.n_items, K, packaged.exclude).summary()[METRIC])
 
 

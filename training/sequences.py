@@ -94,10 +94,11 @@ def _users(eng: pd.DataFrame, index: dict[str, int]) -> list[_User]:
     return [_User(str(users[a]), items[a:b], positive[a:b], times[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _holdout(rows: list[tuple[str, np.ndarray, np.ndarray, float]], real_time: bool) -> Holdout:
-    """rows: (user, history, truth, request time)."""
+def _holdout(rows: list[tuple[str, np.ndarray, np.ndarray, float, float]], real_time: bool) -> Holdout:
+    """rows: (user, history, truth, request time, time of the history's last event)."""
     return Holdout([r[0] for r in rows],
-                   Queries([r[1] for r in rows], np.array([r[3] for r in rows]) if real_time else None),
+                   Queries([r[1] for r in rows], np.array([r[3] for r in rows]) if real_time else None,
+                           np.array([r[4] for r in rows]) if real_time else None),
                    [r[2] for r in rows])
 
 
@@ -111,8 +112,8 @@ def loo_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Settings
         where = np.flatnonzero(u.positive)
         if len(where) >= 2 and where[-2] > 0:
             t, v = int(where[-1]), int(where[-2])
-            test.append((u.user, u.items[:t], u.items[t:t + 1], u.times[t]))
-            val.append((u.user, u.items[:v], u.items[v:v + 1], u.times[v]))
+            test.append((u.user, u.items[:t], u.items[t:t + 1], u.times[t], u.times[t - 1]))
+            val.append((u.user, u.items[:v], u.items[v:v + 1], u.times[v], u.times[v - 1]))
             cut = v
         else:  # nothing to hold out: the whole sequence trains
             cut = len(u.items)
@@ -156,7 +157,7 @@ def temporal_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Set
         cut = int(np.searchsorted(u.times, validation_s, side="right"))
         after = _new_positives(u, before, len(u.items), settings.exclude_seen)
         if len(after):
-            test.append((u.user, u.items[:before], after, split_s))
+            test.append((u.user, u.items[:before], after, split_s, u.times[before - 1]))
         for part, end in ((refit, before), (train, cut)):
             if end:
                 part[0].append(u.items[:end])
@@ -165,7 +166,7 @@ def temporal_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Set
         if cut:
             between = _new_positives(u, cut, before, settings.exclude_seen)
             if len(between):
-                val.append((u.user, u.items[:cut], between, validation_s))
+                val.append((u.user, u.items[:cut], between, validation_s, u.times[cut - 1]))
     if not test:
         raise ValueError("the temporal holdout is empty: no user engaged positively with a new item after the split")
     if not val:

@@ -70,7 +70,7 @@ def train(settings: Settings, epochs: int | None = None, progress: bool = True) 
     """Train, evaluate and register the configured model; ``epochs`` overrides the sequence
     model's (the other models have no epochs)."""
     from training.evaluation import K, evaluate, fit_on_split
-    from training.models import BASELINES, model_class
+    from training.models import model_class
     from training.models.distributed import process_group
     from training.sequences import split_from_store
 
@@ -88,7 +88,7 @@ def train(settings: Settings, epochs: int | None = None, progress: bool = True) 
     n, popularity = split.train.n_items, split.known.counts()
     metrics = evaluate(model, split.test, n, K, settings.exclude_seen, popularity, content.genres).summary()
     baselines = {}
-    for name in BASELINES:
+    for name in dict.fromkeys(settings.baselines):
         if name == settings.model or (model_class(name).needs_time and not real_time):
             continue
         baseline = model_class(name)()

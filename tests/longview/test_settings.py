@@ -73,3 +73,15 @@ def test_a_settings_section_is_set_field_by_field(monkeypatch, tmp_path):
     monkeypatch.setenv("LONGVIEW_SEQUENCE__LAYERS", "3")
     with pytest.raises(ValidationError, match="layers"):
         get_settings()
+
+
+def test_the_baselines_train_evaluates_are_a_setting(monkeypatch, tmp_path):
+    import pytest
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("LONGVIEW_HOME", str(tmp_path))
+    monkeypatch.setenv("LONGVIEW_BASELINES", '["popularity", "recent_popularity"]')
+    assert get_settings().baselines == ["popularity", "recent_popularity"]
+    monkeypatch.setenv("LONGVIEW_BASELINES", '["gru"]')
+    with pytest.raises(ValidationError, match="baselines"):
+        get_settings()

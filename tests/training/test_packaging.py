@@ -58,7 +58,7 @@ def test_logged_models_rank_in_a_process_without_the_checkout(logged, tmp_path):
                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert run.returncode == 0, run.stderr[-3000:]
         out = json.loads(run.stdout.strip().splitlines()[-1])
-        assert out["schema"] == ["user_id", "history", "now"]
+        assert out["schema"] == ["user_id", "history", "now", "last_event"]
         expected = model.score(Queries([np.array([3, 4, 5])]))[0]
         expected[[3, 4, 5]] = float("-inf")
         assert out["items"][0][0] == f"i{int(expected.argmax())}", name

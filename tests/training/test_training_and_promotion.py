@@ -51,7 +51,7 @@ def test_run_records_params_curves_plots_and_lineage(trained):
 def test_registered_model_loads_with_its_signature_and_ranks(trained):
     mlflow_client(trained)
     model = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}@{CHAMPION}")
-    assert [c.name for c in model.metadata.get_input_schema().inputs] == ["user_id", "history", "now"]
+    assert [c.name for c in model.metadata.get_input_schema().inputs] == ["user_id", "history", "now", "last_event"]
     out = model.predict(pd.DataFrame({"user_id": ["x"], "history": [["i0001", "i0002"]], "now": [0.0]}),
                         params={"k": 5})
     assert len(out["items"].iloc[0]) == 5
@@ -61,7 +61,9 @@ def test_registered_model_loads_with_its_signature_and_ranks(trained):
 def test_worse_challenger_does_not_move_the_champion(trained):
     client = mlflow_client(trained)
     before = alias_version(client, CHAMPION).version
-    worse = train(trained, epochs=0, progress=False)  # an untrained model: deliberately worse
+    # An untrained model: deliberately worse; beside the one baseline asked for.
+    worse = train(trained.model_copy(update={"baselines": ["popularity"]}), epochs=0, progress=False)
+    assert set(worse.baselines) == {"popularity"}
     assert str(alias_version(client, CHALLENGER).version) == worse.model_version
     gate = promote(trained)
     assert not gate.promoted

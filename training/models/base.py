@@ -17,6 +17,18 @@ if TYPE_CHECKING:  # the models load without the platform: only training needs s
 
 
 DAY_SECONDS = 86_400.0
+CONTEXT_FEATURES = 5  # request_context's columns
+
+
+def request_context(now: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """What a request's time says, as side inputs (n x CONTEXT_FEATURES, float32): its hour of
+    day and day of week (UTC, as points on circles, so 23h sits next to 0h) and log(1 + days since
+    the user's previous event), the gap since the last visit."""
+    now, last = np.asarray(now, dtype=np.float64), np.asarray(last, dtype=np.float64)
+    hour = 2 * np.pi * (now % DAY_SECONDS) / DAY_SECONDS
+    weekday = 2 * np.pi * ((now // DAY_SECONDS) % 7) / 7
+    gap = np.log1p(np.clip((now - last) / DAY_SECONDS, 0.0, None))
+    return np.stack([np.sin(hour), np.cos(hour), np.sin(weekday), np.cos(weekday), gap], axis=-1).astype(np.float32)
 
 
 @dataclass
@@ -46,16 +58,25 @@ class Interactions:
 
 @dataclass
 class Queries:
-    """Users to score: their histories (inputs) and, where the data has real time, the request time."""
+    """Users to score: their histories (inputs) and, where the data has real time, the request time
+    and the time of each user's last event (for the gap since the last visit)."""
 
     histories: list[np.ndarray]
     now: np.ndarray | None = None  # Unix seconds per user
+    last: np.ndarray | None = None  # Unix seconds of each history's last event
 
     def __len__(self) -> int:
         return len(self.histories)
 
     def slice(self, start: int, stop: int) -> "Queries":
-        return Queries(self.histories[start:stop], None if self.now is None else self.now[start:stop])
+        return Queries(self.histories[start:stop], None if self.now is None else self.now[start:stop],
+                       None if self.last is None else self.last[start:stop])
+
+    def context(self) -> np.ndarray | None:
+        """request_context of each query; None unless both times are known for every query."""
+        if self.now is None or self.last is None:
+            return None
+        return request_context(self.now, self.last)
 
 
 # A validation callback: the model's validation metric (higher is better).
@@ -100,15 +121,23 @@ class Recommender(ABC):
         models with nothing chosen on validation."""
         self.fit(data, settings, validate=None, progress=False)
 
+    def add_items(self, content: np.ndarray | None) -> bool:
+        """Take in items added to the catalogue since training (one row of item content each, in
+        the training content's layout, appended after the known items) and say whether they can now
+        be scored. Most models cannot rank what they never saw; models of content can."""
+        return False
+
     @classmethod
     @abstractmethod
     def restore(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "Recommender":
         """The model back from config() and tensors()."""
 
 
-def padded(sequences: list[np.ndarray], length: int) -> torch.Tensor:
-    """Left-padded int64 matrix of the last ``length`` items of each sequence (most recent last)."""
-    out = np.zeros((len(sequences), length), dtype=np.int64)
+def padded(sequences: list[np.ndarray], length: int, dtype: type = np.int64) -> torch.Tensor:
+    """Left-padded matrix of the last ``length`` rows of each sequence (most recent last): item
+    indices by default; rows of features (e.g. request contexts) keep their trailing shape."""
+    trailing = np.asarray(sequences[0]).shape[1:] if len(sequences) else ()
+    out = np.zeros((len(sequences), length, *trailing), dtype=dtype)
     for row, seq in enumerate(sequences):
         tail = seq[-length:] if length else seq[:0]
         if len(tail):

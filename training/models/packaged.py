@@ -23,8 +23,9 @@ CONFIG, WEIGHTS = "config", "weights"
 
 class PackagedModel(mlflow.pyfunc.PythonModel):
     """Inputs: ``user_id``, ``history`` (item ids engaged with, oldest first: what the model reads
-    and, by the model's exclude_seen setting, what it will not recommend again) and ``now`` (Unix
-    seconds, optional). Items the model was not trained on are left out of the history. Params:
+    and, by the model's exclude_seen setting, what it will not recommend again), ``now`` (the
+    request's Unix seconds, optional) and ``last_event`` (Unix seconds of the history's last event,
+    optional: with ``now``, the gap since the last visit). Items the model was not trained on are left out of the history. Params:
     ``k`` (default 10). Output per row: ``items``, ``scores``, ``fallback`` (null, or why the
     ranking is popularity's)."""
 
@@ -46,20 +47,30 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
         self.exclude = bool(config.get("exclude_seen", True))
         return self
 
+    def add_items(self, item_ids: list[str], content: np.ndarray | None) -> list[str]:
+        """Items new to the model (``content``: one row each, in the training layout) made rankable
+        where the model scores by content; returns the ids it took in (none for id-only models)."""
+        new = [i for i, item in enumerate(item_ids) if item not in self.index]
+        rows = None if content is None else np.asarray(content)[new]
+        if not new or not self.model.add_items(rows):
+            return []
+        for i in new:
+            self.item_ids.append(item_ids[i])
+            self.index[item_ids[i]] = len(self.item_ids)
+        return [item_ids[i] for i in new]
+
     def encode(self, history) -> np.ndarray:
         """Catalogue indices of a history; unknown items are left out."""
         if history is None or (isinstance(history, float) and np.isnan(history)):
             return np.zeros(0, dtype=np.int64)
         return np.array([self.index[i] for i in history if i in self.index], dtype=np.int64)
 
-    def rank(self, histories: list, now: list | None = None, k: int = 10) -> list[list[tuple[str, float]]]:
+    def rank(self, histories: list, now: list | None = None, k: int = 10,
+             last: list | None = None) -> list[list[tuple[str, float]]]:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         encoded = [self.encode(h) for h in histories]
-        times = None
-        if now is not None and all(t is not None and np.isfinite(t) for t in now):
-            times = np.asarray(now, dtype=np.float64)
-        scores = exclude_seen(self.model.score(Queries(encoded, times)), encoded, self.exclude)
+        scores = exclude_seen(self.model.score(Queries(encoded, _times(now), _times(last))), encoded, self.exclude)
         if torch.isnan(scores).any():
             raise ValueError(f"the {self.model_name} model produced NaN scores")
         best = top_k(scores, min(k, len(self.item_ids)))
@@ -74,7 +85,19 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
         if "history" not in model_input:
             raise ValueError("the input needs a 'history' column: each user's item ids, oldest first")
         now = model_input["now"].tolist() if "now" in model_input else None
-        ranked = self.rank(model_input["history"].tolist(), now, k)
+        last = model_input["last_event"].tolist() if "last_event" in model_input else None
+        ranked = self.rank(model_input["history"].tolist(), now, k, last)
         fallback = [None if len(self.encode(h)) else "popularity: no known history" for h in model_input["history"]]
         return pd.DataFrame({"items": [[i for i, _ in r] for r in ranked],
                              "scores": [[s for _, s in r] for r in ranked], "fallback": fallback})
+
+
+def _times(values: list | None) -> np.ndarray | None:
+    """Unix seconds per row, or None unless every row has a finite one."""
+    if values is None:
+        return None
+    try:
+        times = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("times must be Unix seconds (numbers)") from None
+    return times if len(times) and np.isfinite(times).all() else None

@@ -48,7 +48,7 @@ class SASRecNet(nn.Module):
     """Item index 0 is padding; sequences are left-padded (most recent item last)."""
 
     def __init__(self, n_items: int, max_len: int, dim: int = 64, blocks: int = 2, heads: int = 1,
-                 dropout: float = 0.2, content: torch.Tensor | None = None) -> None:
+                 dropout: float = 0.2, content: torch.Tensor | None = None, context_features: int = 0) -> None:
         super().__init__()
         self.n_items, self.max_len, self.dim = n_items, max_len, dim
         self.item_embedding = nn.Embedding(n_items + 1, dim, padding_idx=0)
@@ -65,6 +65,9 @@ class SASRecNet(nn.Module):
         else:
             self.content = None
             self.content_projection = None
+        # Request-time side inputs (training/models/base.py request_context), projected and added to
+        # the hidden state that scores the next item; without bias, so a missing context adds nothing.
+        self.context_projection = nn.Linear(context_features, dim, bias=False) if context_features else None
         self.blocks = nn.ModuleList(CausalBlock(dim, heads, dropout) for _ in range(blocks))
         self.norm = nn.LayerNorm(dim)
         self.dropout = dropout
@@ -75,6 +78,22 @@ class SASRecNet(nn.Module):
         if self.content_projection is not None:
             table = table + self.content_projection(self.content)
         return table
+
+    def grow(self, content: torch.Tensor) -> None:
+        """Append items the network never trained on, one row of content each: with a zero id
+        embedding, their content projection alone represents and scores them."""
+        if self.content is None or self.content_projection is None:
+            raise ValueError("the network was trained without item content: it cannot represent new items")
+        if content.ndim != 2 or content.shape[1] != self.content.shape[1]:
+            raise ValueError(f"new items need {self.content.shape[1]} content features, got shape {tuple(content.shape)}")
+        old = self.item_embedding.weight.detach()
+        grown = nn.Embedding(old.shape[0] + content.shape[0], self.dim, padding_idx=0)
+        with torch.no_grad():
+            grown.weight.zero_()
+            grown.weight[:old.shape[0]] = old
+        self.item_embedding = grown
+        self.content = torch.cat([self.content, content.float()])
+        self.n_items += int(content.shape[0])
 
     def encode(self, sequences: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """batch x length x dim hidden states; position t has seen items up to t only."""
@@ -101,11 +120,18 @@ class SASRecNet(nn.Module):
         scores[..., 0] = float("-inf")
         return scores
 
-    def forward(self, sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def with_context(self, hidden: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """Hidden states (..., dim) with the request's side inputs (..., context_features) added."""
+        if context is None or self.context_projection is None:
+            return hidden
+        return hidden + self.context_projection(context.to(self.context_projection.weight.dtype))
+
+    def forward(self, sequences: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden states and the item table: what a training step needs (and what
         DistributedDataParallel must see pass through forward to synchronise gradients)."""
         table = self.item_table()
-        return self.encode(sequences, table), table
+        return self.with_context(self.encode(sequences, table), context), table
 
-    def last_hidden(self, sequences: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encode(sequences, table)[:, -1]
+    def last_hidden(self, sequences: torch.Tensor, table: torch.Tensor | None = None,
+                    context: torch.Tensor | None = None) -> torch.Tensor:
+        return self.with_context(self.encode(sequences, table)[:, -1], context)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import FitReport, Interactions, Queries, Recommender, Validate, cold_start, padded
+from .base import (CONTEXT_FEATURES, FitReport, Interactions, Queries, Recommender, Validate, cold_start, padded,
+                   request_context)
 from .distributed import agree, distributed, same_steps
 from .popularity import ItemClock
 from .sasrec_net import SASRecNet
@@ -42,10 +43,13 @@ def training_dtype(precision: str) -> torch.dtype:
     return torch.float32
 
 
-def training_rows(data: Interactions, max_len: int) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
+def training_rows(data: Interactions, max_len: int, context: bool = False
+                  ) -> tuple[list[int], list[np.ndarray], list[np.ndarray], list[np.ndarray] | None]:
     """Per user with a label: the user's position in ``data``, inputs (the last max_len items
-    before each label) and labels (the next item where it is a positive engagement, else 0)."""
-    users, inputs, labels = [], [], []
+    before each label), labels (the next item where it is a positive engagement, else 0) and, with
+    ``context`` (the data must have times), each label's request context: the next event's time
+    and the gap since the input's event, what a request at that moment would have said."""
+    users, inputs, labels, contexts = [], [], [], []
     for user, (seq, pos) in enumerate(zip(data.sequences, data.positive, strict=True)):
         seq, pos = seq[-(max_len + 1):], pos[-(max_len + 1):]
         if len(seq) < 2 or not pos[1:].any():
@@ -53,7 +57,10 @@ def training_rows(data: Interactions, max_len: int) -> tuple[list[int], list[np.
         users.append(user)
         inputs.append(seq[:-1])
         labels.append(np.where(pos[1:], seq[1:], 0))
-    return users, inputs, labels
+        if context:
+            times = data.times[user][-(max_len + 1):]  # type: ignore[index]
+            contexts.append(request_context(times[1:], times[:-1]))
+    return users, inputs, labels, (contexts if context else None)
 
 
 def full_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -107,9 +114,11 @@ class SequenceModel(Recommender):
         rng = np.random.default_rng(settings.seed)
         generator = torch.Generator().manual_seed(settings.seed)
         content = torch.from_numpy(data.content) if opts.content and data.content is not None else None
-        self.net = SASRecNet(data.n_items, opts.max_len, opts.dim, opts.blocks, opts.heads, opts.dropout, content)
+        use_context = opts.context and data.times is not None
+        self.net = SASRecNet(data.n_items, opts.max_len, opts.dim, opts.blocks, opts.heads, opts.dropout, content,
+                             CONTEXT_FEATURES if use_context else 0)
         self.popularity = data.counts()
-        users, inputs, labels = training_rows(data, opts.max_len)
+        users, inputs, labels, contexts = training_rows(data, opts.max_len, use_context)
         if not inputs:
             raise ValueError("no training sequences: every user has fewer than two interactions")
         # Under torchrun each rank trains on its own shard of users; DDP averages the gradients.
@@ -117,6 +126,7 @@ class SequenceModel(Recommender):
         mine = range(rank, len(inputs), world)
         self.shard = [users[i] for i in mine]  # which users this process trained on
         inputs, labels = [inputs[i] for i in mine], [labels[i] for i in mine]
+        contexts = None if contexts is None else [contexts[i] for i in mine]
         network: torch.nn.Module = self.net
         if world > 1:
             network = torch.nn.parallel.DistributedDataParallel(self.net)
@@ -145,8 +155,8 @@ class SequenceModel(Recommender):
             for epoch in range(1, opts.epochs + 1):
                 epoch_start = time.perf_counter()
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-                    total, seen = self._train_epoch(network, opts, inputs, labels, rng, optimiser, schedule, loss_fn,
-                                                    world)
+                    total, seen = self._train_epoch(network, opts, inputs, labels, contexts, rng, optimiser, schedule,
+                                                    loss_fn, world)
                 stepping += time.perf_counter() - epoch_start
                 row = {"epoch": float(epoch), "loss": total / max(seen, 1),
                        "sequences_per_second": len(inputs) * epoch / stepping}
@@ -219,7 +229,7 @@ class SequenceModel(Recommender):
 
     @staticmethod
     def _train_epoch(network: torch.nn.Module, opts: SequenceSettings, inputs: list[np.ndarray],
-                     labels: list[np.ndarray], rng: np.random.Generator, optimiser: torch.optim.Optimizer, schedule,
+                     labels: list[np.ndarray], contexts: list[np.ndarray] | None, rng: np.random.Generator, optimiser: torch.optim.Optimizer, schedule,
                      loss_fn, world: int) -> tuple[float, int]:
         """One pass over the sequences in batches of similar length (little padding), jittered so
         that they differ every epoch. Returns the summed loss and the number of labels."""
@@ -233,8 +243,9 @@ class SequenceModel(Recommender):
             width = int(lengths[rows].max())
             x = padded([inputs[r] for r in rows], width)
             y = padded([labels[r] for r in rows], width)
+            c = None if contexts is None else padded([contexts[r] for r in rows], width, np.float32)
             optimiser.zero_grad(set_to_none=True)
-            hidden, table = network(x)
+            hidden, table = network(x, c)
             mask = y > 0
             loss = loss_fn(hidden[mask], y[mask], table)  # back-propagated inside
             optimiser.step()
@@ -242,6 +253,20 @@ class SequenceModel(Recommender):
             total += float(loss) * int(mask.sum())
             seen += int(mask.sum())
         return total, seen
+
+    def add_items(self, content: np.ndarray | None) -> bool:
+        """New items are scored through their content (genres, text) alone, if the network fused
+        content and the rows have its layout; they have no popularity or engagements yet."""
+        assert self.net is not None and self.popularity is not None, "fit the model first"
+        if content is None or self.net.content is None or content.ndim != 2 or \
+                content.shape[1] != self.net.content.shape[1]:
+            return False
+        self.net.grow(torch.from_numpy(np.asarray(content, dtype=np.float32)))
+        self.popularity = np.concatenate([self.popularity, np.zeros(len(content))])
+        if self.clock is not None:
+            self.clock.n_items = self.net.n_items
+        self._table = None
+        return True
 
     # -- scoring --------------------------------------------------------------------------------
     def score(self, queries: Queries) -> torch.Tensor:
@@ -254,7 +279,9 @@ class SequenceModel(Recommender):
             for start in range(0, len(queries), SCORE_BATCH):
                 part = queries.slice(start, start + SCORE_BATCH)
                 width = max(1, min(self.net.max_len, max((len(h) for h in part.histories), default=1)))
-                hidden = self.net.last_hidden(padded(part.histories, width), self._table)
+                context = part.context() if self.net.context_projection is not None else None
+                hidden = self.net.last_hidden(padded(part.histories, width), self._table,
+                                              None if context is None else torch.from_numpy(context))
                 scores = torch.log_softmax(self.net.logits(hidden, self._table), dim=1)
                 signals = self.time_signals(part)
                 if signals is not None:
@@ -266,7 +293,8 @@ class SequenceModel(Recommender):
     def config(self) -> dict:
         assert self.net is not None
         return {"n_items": self.net.n_items, "content_features": None if self.net.content is None
-                else int(self.net.content.shape[1]), "options": self.options, "blend": self.blend}
+                else int(self.net.content.shape[1]), "options": self.options, "blend": self.blend,
+                "context_features": 0 if self.net.context_projection is None else CONTEXT_FEATURES}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         assert self.net is not None and self.popularity is not None
@@ -279,7 +307,8 @@ class SequenceModel(Recommender):
         opts = config["options"]
         content = tensors.get("net.content")
         net = SASRecNet(int(config["n_items"]), int(opts["max_len"]), int(opts["dim"]), int(opts["blocks"]),
-                        int(opts["heads"]), float(opts["dropout"]), content if config.get("content_features") else None)
+                        int(opts["heads"]), float(opts["dropout"]), content if config.get("content_features") else None,
+                        int(config.get("context_features", 0)))
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         clock = None
         if "clock.items" in tensors:

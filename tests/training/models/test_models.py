@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from longview.settings import MODEL_NAMES
+from longview.settings import MODEL_NAMES, Settings
 from tests.training.conftest import chain_world
 from training.models import BASELINES, MODELS, Interactions, Queries, model_class
 from training.models.ranking import exclude_seen, top_k
@@ -37,6 +37,7 @@ def test_every_model_scores_the_whole_catalogue_and_survives_a_round_trip(name, 
 def test_registry_names_every_model_once():
     assert set(BASELINES) < set(MODELS) and "sequence" in MODELS
     assert tuple(MODELS) == MODEL_NAMES, "the `model` setting offers exactly the registry's models"
+    assert tuple(Settings().baselines) == BASELINES, "`longview train` evaluates every baseline by default"
     with pytest.raises(ValueError, match="unknown model 'gru'"):
         model_class("gru")
 
@@ -250,3 +251,69 @@ def test_training_precision_follows_the_setting_and_the_hardware(world, quick, m
         update={"precision": "bfloat16"})}), progress=False)
     assert "training precision: bfloat16 autocast" in report.notes
     assert all(np.isfinite(row["loss"]) for row in report.curve)
+
+
+def test_items_new_since_training_are_scored_by_their_content(quick):
+    """A catalogue that grew: the sequence model (content fused) ranks a new item by its content,
+    before anyone engaged with it; a model of ids alone leaves it unscored; content of another
+    layout is not taken in."""
+    from training.evaluation import Reindexed
+    from training.models.packaged import PackagedModel
+
+    world = genre_world()
+    genres = np.zeros((31, 2), dtype=np.float32)
+    genres[1:16, 0] = genres[16:, 1] = 1.0
+    world.content = genres
+    model = SequenceModel()
+    model.fit(world, quick, progress=False)
+    packaged = PackagedModel().load({"model": "sequence", "model_config": model.config(), "item_ids": world.item_ids},
+                                    model.tensors())
+    today = [*world.item_ids, "new_a", "new_b"]
+    content = np.vstack([genres, [[1.0, 0.0], [0.0, 1.0]]]).astype(np.float32)
+    scorer = Reindexed(packaged, today, content)
+    assert scorer.added == ["new_a", "new_b"]
+    scores = scorer.score(Queries([np.array([1, 2, 3, 4]), np.array([16, 17, 18, 19])]))
+    assert torch.isfinite(scores[:, 31:]).all()
+    assert scores[0, 31] > scores[0, 32] and scores[1, 32] > scores[1, 31], "each new item goes to its genre's fans"
+    top = top_k(exclude_seen(scores.clone(), [np.array([1, 2, 3, 4])] * 2), 30)[0].numpy()
+    assert 31 in top, "the new item of the user's genre makes the list"
+
+    fresh = PackagedModel().load({"model": "sequence", "model_config": model.config(), "item_ids": world.item_ids},
+                                 model.tensors())
+    assert fresh.add_items(["new_c"], np.ones((1, 5), dtype=np.float32)) == [], "another content layout"
+    ease = EASE()
+    ease.fit(world, quick, progress=False)
+    id_only = PackagedModel().load({"model": "ease", "model_config": ease.config(), "item_ids": world.item_ids},
+                                   ease.tensors())
+    assert Reindexed(id_only, today, content).added == []
+    assert torch.isneginf(Reindexed(id_only, today, content).score(Queries([np.array([1, 2])]))[0, 31:]).all()
+
+
+def test_the_request_hour_is_a_side_input_where_data_has_time(quick):
+    """Directional: users watch genre A (items 1..15) at night and genre B (16..30) by day; the
+    same history gets more of A when the request comes at night. Without times there is no context."""
+    rng = np.random.default_rng(0)
+    sequences, times = [], []
+    for _ in range(80):
+        night = rng.random(12) < 0.5
+        days = 1_000_000 // 86_400 + np.arange(12)
+        times.append(days * 86_400.0 + np.where(night, 2, 14) * 3600.0)
+        sequences.append(np.where(night, rng.integers(1, 16, 12), rng.integers(16, 31, 12)).astype(np.int64))
+    data = Interactions([f"i{n}" for n in range(1, 31)], sequences, [np.ones(12, dtype=bool)] * 80, times)
+    settings = time_blind(quick)
+    model = SequenceModel()
+    model.fit(data, settings, progress=False)
+    assert model.config()["context_features"] > 0
+    history = np.array([1, 16, 2, 17])
+    day = 2_000_000 // 86_400 * 86_400.0
+    at = {hour: model.score(Queries([history], np.array([day + hour * 3600.0]), np.array([day - 86_400.0])))
+          for hour in (2, 14)}
+    share = {hour: np.isin(top_k(exclude_seen(s, [history]), 10)[0].numpy(), np.arange(1, 16)).mean()
+             for hour, s in at.items()}
+    assert share[2] > share[14], share
+    assert torch.equal(model.score(Queries([history])), model.score(Queries([history]))), "no time: no context"
+
+    data.times = None
+    blind = SequenceModel()
+    blind.fit(data, settings, progress=False)
+    assert blind.config()["context_features"] == 0 and blind.net.context_projection is None
