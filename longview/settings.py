@@ -60,10 +60,10 @@ class SequenceSettings(BaseModel):
     # Where the data has real times: the request's hour, weekday and the gap since the user's last
     # event as side inputs (training/models/base.py request_context).
     context: bool = Field(default=True, description="request-time side inputs (hour, weekday, gap since last visit)")
-    # Training steps under bfloat16 autocast (scoring stays float32): 1.6x the sequences per second
-    # on ml-1m-sasrec on this machine's AVX512-BF16 cores. auto: bfloat16 where the CPU (or a GPU)
-    # computes it natively, float32 elsewhere (emulated bfloat16 is slower than float32).
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    # bfloat16 autocast for training steps (scoring stays float32); auto: bfloat16 where the CPU
+    # computes it natively (AVX512-BF16, AMX), float32 elsewhere. Not the default: on ml-1m-sasrec it
+    # trained 1.2x faster but reached a lower NDCG@10 with twice the peak memory (README).
+    precision: Literal["auto", "float32", "bfloat16"] = "float32"
     # Where the data has real times: add recent (LONGVIEW_RECENT_POPULARITY_DAYS) and all-time
     # popularity at the request time to the model's log-probabilities, weights picked on validation.
     time_signals: bool = Field(default=True, description="blend in popularity at the request time")

@@ -25,8 +25,8 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
     """Inputs: ``user_id``, ``history`` (item ids engaged with, oldest first: what the model reads
     and, by the model's exclude_seen setting, what it will not recommend again), ``now`` (the
     request's Unix seconds, optional) and ``last_event`` (Unix seconds of the history's last event,
-    optional: with ``now``, the gap since the last visit). Items the model was not trained on are left out of the history. Params:
-    ``k`` (default 10). Output per row: ``items``, ``scores``, ``fallback`` (null, or why the
+    optional: with ``now``, the gap since the last visit). Items the model was not trained on are
+    left out of the history. Params: ``k`` (default 10). Output per row: ``items``, ``scores``, ``fallback`` (null, or why the
     ranking is popularity's)."""
 
     def load_context(self, context) -> None:

@@ -30,11 +30,12 @@ RECENT_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 POPULARITY_WEIGHTS = (-1.0, -0.5, -0.25, 0.0, 0.25)
 
 
-def bfloat16_native(device: torch.device | None = None) -> bool:
-    """Whether ``device`` computes bfloat16 matmuls natively (AVX512-BF16/AMX on the CPU)."""
-    if device is not None and device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+def bfloat16_native() -> bool:
+    """Whether the CPU computes bfloat16 matmuls natively (AVX512-BF16 or AMX, through oneDNN)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
 
 
 def training_dtype(precision: str) -> torch.dtype:
@@ -229,8 +230,8 @@ class SequenceModel(Recommender):
 
     @staticmethod
     def _train_epoch(network: torch.nn.Module, opts: SequenceSettings, inputs: list[np.ndarray],
-                     labels: list[np.ndarray], contexts: list[np.ndarray] | None, rng: np.random.Generator, optimiser: torch.optim.Optimizer, schedule,
-                     loss_fn, world: int) -> tuple[float, int]:
+                     labels: list[np.ndarray], contexts: list[np.ndarray] | None, rng: np.random.Generator,
+                     optimiser: torch.optim.Optimizer, schedule, loss_fn, world: int) -> tuple[float, int]:
         """One pass over the sequences in batches of similar length (little padding), jittered so
         that they differ every epoch. Returns the summed loss and the number of labels."""
         network.train()

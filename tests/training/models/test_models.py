@@ -243,9 +243,9 @@ def test_training_precision_follows_the_setting_and_the_hardware(world, quick, m
 
     assert sequence.training_dtype("float32") == torch.float32
     assert sequence.training_dtype("bfloat16") == torch.bfloat16
-    monkeypatch.setattr(sequence, "bfloat16_native", lambda device=None: False)
+    monkeypatch.setattr(sequence, "bfloat16_native", lambda: False)
     assert sequence.training_dtype("auto") == torch.float32, "emulated bfloat16 is slower: auto keeps float32"
-    monkeypatch.setattr(sequence, "bfloat16_native", lambda device=None: True)
+    monkeypatch.setattr(sequence, "bfloat16_native", lambda: True)
     assert sequence.training_dtype("auto") == torch.bfloat16
     report = SequenceModel().fit(world, quick.model_copy(update={"sequence": quick.sequence.model_copy(
         update={"precision": "bfloat16"})}), progress=False)
