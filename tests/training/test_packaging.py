@@ -97,3 +97,22 @@ def test_bad_requests_are_clear_errors(logged):
     model = mlflow.pyfunc.load_model(info.model_uri)
     with pytest.raises(Exception, match="history"):
         model.predict(pd.DataFrame({"user_id": ["a"]}))
+
+
+def test_request_times_that_are_missing_or_not_numbers(quick):
+    """A missing or NaN time ranks without the request context (the same list as no times at all);
+    a time that is not a number is a clear error, not a crash deep in the model."""
+    from training.models.packaged import PackagedModel
+
+    world = chain_world()
+    model = SequenceModel()
+    model.fit(world, quick, progress=False)
+    packaged = PackagedModel().load({"model": "sequence", "model_config": model.config(), "item_ids": world.item_ids},
+                                    model.tensors())
+    plain = packaged.rank([["i3", "i4"]], None, 5)
+    assert packaged.rank([["i3", "i4"]], [float("nan")], 5, [1_000_000.0]) == plain
+    assert packaged.rank([["i3", "i4"]], [2_000_000.0], 5, [None]) == plain
+    timed = packaged.rank([["i3", "i4"]], [2_000_000.0], 5, [1_000_000.0])
+    assert [i for i, _ in timed[0]] and all(np.isfinite(s) for _, s in timed[0])
+    with pytest.raises(ValueError, match="Unix seconds"):
+        packaged.rank([["i3", "i4"]], ["tomorrow"], 5, [1_000_000.0])
