@@ -61,8 +61,10 @@ def test_registered_model_loads_with_its_signature_and_ranks(trained):
 def test_worse_challenger_does_not_move_the_champion(trained):
     client = mlflow_client(trained)
     before = alias_version(client, CHAMPION).version
-    # An untrained model: deliberately worse; beside the one baseline asked for.
-    worse = train(trained.model_copy(update={"baselines": ["popularity"]}), epochs=0, progress=False)
+    # An untrained, time-blind model: deliberately worse (with the time signals, validation would
+    # make it a popularity blend); beside the one baseline asked for.
+    blind = trained.sequence.model_copy(update={"time_signals": False})
+    worse = train(trained.model_copy(update={"baselines": ["popularity"], "sequence": blind}), epochs=0, progress=False)
     assert set(worse.baselines) == {"popularity"}
     assert str(alias_version(client, CHALLENGER).version) == worse.model_version
     gate = promote(trained)
