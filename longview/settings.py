@@ -62,7 +62,7 @@ class SequenceSettings(BaseModel):
     context: bool = Field(default=True, description="request-time side inputs (hour, weekday, gap since last visit)")
     # bfloat16 autocast for training steps (scoring stays float32); auto: bfloat16 where the CPU
     # computes it natively (AVX512-BF16, AMX), float32 elsewhere. Not the default: on ml-1m-sasrec it
-    # trained 1.2x faster but reached a lower NDCG@10 with twice the peak memory (README).
+    # trained 1.3x faster but reached a lower NDCG@10 with over twice the peak memory (README).
     precision: Literal["auto", "float32", "bfloat16"] = "float32"
     # Where the data has real times: add recent (LONGVIEW_RECENT_POPULARITY_DAYS) and all-time
     # popularity at the request time to the model's log-probabilities, weights picked on validation.
