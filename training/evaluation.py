@@ -49,8 +49,9 @@ class Scorer(Protocol):
 class Reindexed:
     """A registered model (training/models/packaged.py) scored in another catalogue index, the
     holdout's. Items it was not trained on (the catalogue grew) are scored by their content where
-    the model can (``content``: the holdout index's rows, padding first); otherwise they are left
-    out of its input and score -inf, since it cannot rank what it does not know."""
+    the model can (``content``: the holdout index's rows, padding first; the packaged model takes
+    them in); otherwise they are left out of its input and score -inf, since it cannot rank what it
+    does not know."""
 
     def __init__(self, packaged, item_ids: Sequence[str], content: np.ndarray | None = None) -> None:
         self.packaged, self.name = packaged, str(packaged.model_name)

@@ -11,6 +11,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from tests.training.conftest import chain_world
 from training.models import Queries
@@ -116,3 +118,39 @@ def test_request_times_that_are_missing_or_not_numbers(quick):
     assert [i for i, _ in timed[0]] and all(np.isfinite(s) for _, s in timed[0])
     with pytest.raises(ValueError, match="Unix seconds"):
         packaged.rank([["i3", "i4"]], ["tomorrow"], 5, [1_000_000.0])
+
+
+@pytest.fixture(scope="module")
+def timed_model(tmp_path_factory):
+    """A brief sequence model with request-time side inputs (module-scoped: hypothesis reuses it)."""
+    from longview.settings import get_settings
+    from training.models.packaged import PackagedModel
+
+    settings = get_settings(home=tmp_path_factory.mktemp("home"),
+                            sequence={"dim": 16, "epochs": 5, "dropout": 0.0, "max_len": 8, "batch_size": 16})
+    world = chain_world()
+    model = SequenceModel()
+    model.fit(world, settings, progress=False)
+    assert model.net.context_projection is not None
+    return PackagedModel().load({"model": "sequence", "model_config": model.config(), "item_ids": world.item_ids},
+                                model.tensors())
+
+
+@settings(max_examples=40, deadline=None)
+@example(now=1.7e308, last=-1.7e308)
+@example(now=1e300, last=0.0)
+@example(now=0.0, last=1e300)
+@given(now=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+       last=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)))
+def test_any_request_times_rank_without_nan_or_crash(timed_model, now, last):
+    """Property: whatever the times (negative, huge, NaN, infinite, a last event after the
+    request), the model ranks k distinct unseen items with finite scores."""
+    ranked = timed_model.rank([["i3", "i4"]], [now], 5, [last])[0]
+    items = [i for i, _ in ranked]
+    assert len(items) == len(set(items)) == 5 and not {"i3", "i4"} & set(items)
+    assert all(np.isfinite(s) for _, s in ranked)
+
+
+def test_new_items_need_one_row_of_content_each(timed_model):
+    with pytest.raises(ValueError, match="2 items but 1 rows"):
+        timed_model.add_items(["new_a", "new_b"], np.zeros((1, 3), dtype=np.float32))

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the models load without the platform: only training needs s
 
 DAY_SECONDS = 86_400.0
 CONTEXT_FEATURES = 5  # request_context's columns
+MAX_GAP_DAYS = 36_500.0  # gaps since the last visit are capped at a century (a clock gone wrong)
 
 
 def request_context(now: np.ndarray, last: np.ndarray) -> np.ndarray:
@@ -27,7 +28,9 @@ def request_context(now: np.ndarray, last: np.ndarray) -> np.ndarray:
     now, last = np.asarray(now, dtype=np.float64), np.asarray(last, dtype=np.float64)
     hour = 2 * np.pi * (now % DAY_SECONDS) / DAY_SECONDS
     weekday = 2 * np.pi * ((now // DAY_SECONDS) % 7) / 7
-    gap = np.log1p(np.clip((now - last) / DAY_SECONDS, 0.0, None))
+    with np.errstate(over="ignore", invalid="ignore"):  # absurd times: the gap is capped below
+        days = np.nan_to_num((now - last) / DAY_SECONDS, nan=0.0, posinf=MAX_GAP_DAYS)
+    gap = np.log1p(np.clip(days, 0.0, MAX_GAP_DAYS))
     return np.stack([np.sin(hour), np.cos(hour), np.sin(weekday), np.cos(weekday), gap], axis=-1).astype(np.float32)
 
 

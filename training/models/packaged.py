@@ -26,8 +26,8 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
     and, by the model's exclude_seen setting, what it will not recommend again), ``now`` (the
     request's Unix seconds, optional) and ``last_event`` (Unix seconds of the history's last event,
     optional: with ``now``, the gap since the last visit). Items the model was not trained on are
-    left out of the history. Params: ``k`` (default 10). Output per row: ``items``, ``scores``, ``fallback`` (null, or why the
-    ranking is popularity's)."""
+    left out of the history. Params: ``k`` (default 10). Output per row: ``items``, ``scores``,
+    ``fallback`` (null, or why the ranking is popularity's)."""
 
     def load_context(self, context) -> None:
         try:
@@ -50,6 +50,8 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
     def add_items(self, item_ids: list[str], content: np.ndarray | None) -> list[str]:
         """Items new to the model (``content``: one row each, in the training layout) made rankable
         where the model scores by content; returns the ids it took in (none for id-only models)."""
+        if content is not None and len(content) != len(item_ids):
+            raise ValueError(f"{len(item_ids)} items but {len(content)} rows of content")
         new = [i for i, item in enumerate(item_ids) if item not in self.index]
         rows = None if content is None else np.asarray(content)[new]
         if not new or not self.model.add_items(rows):

@@ -259,10 +259,12 @@ class SequenceModel(Recommender):
         """New items are scored through their content (genres, text) alone, if the network fused
         content and the rows have its layout; they have no popularity or engagements yet."""
         assert self.net is not None and self.popularity is not None, "fit the model first"
-        if content is None or self.net.content is None or content.ndim != 2 or \
-                content.shape[1] != self.net.content.shape[1]:
+        if content is None:
             return False
-        self.net.grow(torch.from_numpy(np.asarray(content, dtype=np.float32)))
+        try:  # the network says whether it can: it fused content, and the rows have its layout
+            self.net.grow(torch.from_numpy(np.asarray(content, dtype=np.float32)))
+        except ValueError:
+            return False
         self.popularity = np.concatenate([self.popularity, np.zeros(len(content))])
         if self.clock is not None:
             self.clock.n_items = self.net.n_items
