@@ -60,10 +60,13 @@ class SequenceSettings(BaseModel):
     # Where the data has real times: the request's hour, weekday and the gap since the user's last
     # event as side inputs (training/models/base.py request_context).
     context: bool = Field(default=True, description="request-time side inputs (hour, weekday, gap since last visit)")
-    # bfloat16 autocast for training steps (scoring stays float32); auto: bfloat16 where the CPU
-    # computes it natively (AVX512-BF16, AMX), float32 elsewhere. Not the default: on ml-1m-sasrec it
-    # trained 1.3x faster but reached a lower NDCG@10 with over twice the peak memory (README).
-    precision: Literal["auto", "float32", "bfloat16"] = "float32"
+    # The full-catalogue softmax's matmuls (two thirds of a training step) in bfloat16, its softmax
+    # and gradients' sums in float32; auto: bfloat16 where the CPU computes it natively
+    # (AVX512-BF16, AMX), float32 elsewhere (emulated bfloat16 is slower). Scoring stays float32.
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    # torch.compile the full-catalogue softmax into one pass per slice (needs a C++ compiler; without
+    # one, eager with the same numbers): compiling takes ~20 s once, ~3 s from inductor's cache.
+    compile: bool = Field(default=True, description="fuse the full-catalogue softmax with torch.compile")
     # Where the data has real times: add recent (LONGVIEW_RECENT_POPULARITY_DAYS) and all-time
     # popularity at the request time to the model's log-probabilities, weights picked on validation.
     time_signals: bool = Field(default=True, description="blend in popularity at the request time")

@@ -249,7 +249,7 @@ def test_training_precision_follows_the_setting_and_the_hardware(world, quick, m
     assert sequence.training_dtype("auto") == torch.bfloat16
     report = SequenceModel().fit(world, quick.model_copy(update={"sequence": quick.sequence.model_copy(
         update={"precision": "bfloat16"})}), progress=False)
-    assert "training precision: bfloat16 autocast" in report.notes
+    assert "training precision: bfloat16 softmax matmuls" in report.notes
     assert all(np.isfinite(row["loss"]) for row in report.curve)
 
 
@@ -317,3 +317,26 @@ def test_the_request_hour_is_a_side_input_where_data_has_time(quick):
     blind = SequenceModel()
     blind.fit(data, settings, progress=False)
     assert blind.config()["context_features"] == 0 and blind.net.context_projection is None
+
+
+@pytest.mark.parametrize("compiled, dtype, tolerance", [(False, torch.float32, 1e-5), (True, torch.float32, 1e-5),
+                                                         (False, torch.bfloat16, 3e-2)])
+def test_full_softmax_loss_has_autograds_loss_and_gradients(compiled, dtype, tolerance, monkeypatch):
+    """The hand-written backward (sliced, fused, optionally bfloat16 matmuls) against autograd
+    through F.cross_entropy over the catalogue without its padding row."""
+    from training.models import sequence
+
+    monkeypatch.setattr(sequence, "LOSS_CHUNK", 7)  # several slices, the last one short
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(30, 16, generator=generator, requires_grad=True)
+    table = torch.randn(41, 16, generator=generator, requires_grad=True)
+    targets = torch.randint(1, 41, (30,), generator=generator)
+    loss = sequence.full_softmax_loss(hidden * 1.0, targets, table * 1.0, compiled, dtype)
+    mine = hidden.grad.clone(), table.grad.clone()
+    hidden.grad, table.grad = None, None
+    expected = torch.nn.functional.cross_entropy(hidden @ table[1:].T, targets - 1)
+    expected.backward()
+    assert float(loss) == pytest.approx(float(expected), rel=tolerance)
+    assert torch.allclose(mine[0], hidden.grad, atol=tolerance * float(hidden.grad.abs().max()))
+    assert torch.allclose(mine[1], table.grad, atol=tolerance * float(table.grad.abs().max()))
+    assert not mine[1][0].any(), "padding gets no gradient"
