@@ -88,13 +88,17 @@ def user_history_table(events: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def _window_counts(eng: pd.DataFrame, days: int) -> np.ndarray:
-    counts = (
-        eng.assign(one=1.0)
-        .groupby("user_id", sort=False)
-        .rolling(f"{days}D", on="timestamp")["one"]
-        .sum()
-    )
-    return counts.reset_index(level=0, drop=True).sort_index().to_numpy().astype(np.int64)
+    """Each row's count of the user's engagements in (time - days, time]; ``eng`` is sorted by user
+    and time. (pandas' groupby-rolling handed the counts back shifted by a row between users.)"""
+    times = eng["timestamp"].astype("int64").to_numpy()
+    users = eng["user_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, dtype=np.int64)
+    counts = np.zeros(len(eng), dtype=np.int64)
+    width = np.int64(days * 86_400 * 10**9)
+    for a, b in zip(starts, np.r_[starts[1:], len(eng)]):
+        t = times[a:b]
+        counts[a:b] = np.arange(1, b - a + 1) - np.searchsorted(t, t - width, side="right")
+    return counts
 
 
 def _return_gaps(eng: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

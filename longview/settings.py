@@ -60,6 +60,9 @@ class SequenceSettings(BaseModel):
     # Where the data has real times: the request's hour, weekday and the gap since the user's last
     # event as side inputs (training/models/base.py request_context).
     context: bool = Field(default=True, description="request-time side inputs (hour, weekday, gap since last visit)")
+    # With the request context: the user's profile from Feast (activity counts, return gaps, session
+    # depth, genre taste: training/models/base.py PROFILE_FIELDS) as it stood at the request.
+    profile: bool = Field(default=True, description="user-profile side inputs from Feast")
     # The full-catalogue softmax's matmuls (two thirds of a training step) in bfloat16, its softmax
     # and gradients' sums in float32; auto: bfloat16 where the CPU computes it natively
     # (AVX512-BF16, AMX), float32 elsewhere (emulated bfloat16 is slower). Scoring stays float32.

@@ -20,8 +20,9 @@ def rank_for_user(model: PackagedModel, model_version: str, user_id: str, featur
                   why: str = NO_FEATURES, now: float | None = None) -> dict:
     history = features.get("history")
     # The gap since the last visit: the profile's last engagement time, from the same online row.
+    # and the profile (activity, return gaps, taste) the sequence model reads beside it.
     ranked = model.rank([history or []], [time.time() if now is None else now], k,
-                        [features.get("last_event_epoch")])[0]
+                        [features.get("last_event_epoch")], [dict(features)])[0]
     if history is None:
         fallback: str | None = why
     else:

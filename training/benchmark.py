@@ -45,7 +45,7 @@ def train_and_evaluate(settings: Settings, protocol: str, real_time: bool, name:
     from training.models import model_class
     from training.sequences import split_from_store
 
-    split, content = split_from_store(settings, protocol, real_time)
+    split, content = split_from_store(settings, protocol, real_time, profiles=name == "sequence")  # only it reads them
     n = split.train.n_items
     popularity = split.known.counts()
     model = model_class(name)()

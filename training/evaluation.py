@@ -61,7 +61,7 @@ class Reindexed:
     def score(self, queries: Queries) -> torch.Tensor:
         histories = [h[h > 0] for h in (self.theirs[torch.as_tensor(h, dtype=torch.long)].numpy()
                                         for h in queries.histories)]
-        theirs = self.packaged.model.score(Queries(histories, queries.now, queries.last)).float()
+        theirs = self.packaged.model.score(Queries(histories, queries.now, queries.last, queries.profiles)).float()
         scores = theirs[:, self.theirs]
         scores[:, self.theirs == 0] = float("-inf")
         return scores

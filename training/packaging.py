@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from longview.settings import Settings
-from training.models.base import Recommender
+from training.models.base import PROFILE_FIELDS, Recommender
 from training.models.packaged import CONFIG, WEIGHTS
 
 PACKAGE = "longview_recommender"
@@ -52,7 +52,9 @@ def signature():
 
     inputs = Schema([ColSpec(DataType.string, "user_id"), ColSpec(Array(DataType.string), "history"),
                      ColSpec(DataType.double, "now", required=False),
-                     ColSpec(DataType.double, "last_event", required=False)])
+                     ColSpec(DataType.double, "last_event", required=False),
+                     *(ColSpec(DataType.double, name, required=False) for name in PROFILE_FIELDS),
+                     ColSpec(Array(DataType.double), "taste", required=False)])
     outputs = Schema([ColSpec(Array(DataType.string), "items"), ColSpec(Array(DataType.double), "scores"),
                       ColSpec(DataType.string, "fallback", required=False)])
     return ModelSignature(inputs=inputs, outputs=outputs, params=ParamSchema([ParamSpec("k", "long", 10)]))
@@ -65,8 +67,10 @@ def log_packaged_model(model: Recommender, item_ids: list[str], settings: Settin
     import mlflow.pyfunc
 
     history = example_history if example_history is not None else list(item_ids[:2])
+    taste = max(0, int(getattr(model, "profile_width", 0)) - len(PROFILE_FIELDS))
     example = pd.DataFrame({"user_id": ["example-user"], "history": [history], "now": [86_400.0],
-                            "last_event": [0.0]})
+                            "last_event": [0.0], **{name: [1.0] for name in PROFILE_FIELDS},
+                            "taste": [[1.0 / max(taste, 1)] * max(taste, 1)]})
     with tempfile.TemporaryDirectory() as tmp, staged_code() as code:
         config_path, weights_path = Path(tmp) / "config.json", Path(tmp) / "weights.pt"
         config_path.write_text(json.dumps(model_config(model, item_ids, settings)))

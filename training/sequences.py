@@ -16,6 +16,7 @@ Events at the same instant are ordered as serving reads them (longview.features.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,8 @@ from longview.settings import Settings
 from training.models.base import Interactions, Queries
 
 PROTOCOLS = ("loo", "temporal")
+# (user ids, Unix seconds) -> profile vectors as known just before each time (training/user_profiles.py)
+ProfileSource = Callable[[Sequence[str], np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -83,6 +86,7 @@ class _User:
     items: np.ndarray
     positive: np.ndarray
     times: np.ndarray
+    profiles: np.ndarray | None = None  # per position: the profile just before that event
 
 
 def _users(eng: pd.DataFrame, index: dict[str, int]) -> list[_User]:
@@ -94,35 +98,58 @@ def _users(eng: pd.DataFrame, index: dict[str, int]) -> list[_User]:
     return [_User(str(users[a]), items[a:b], positive[a:b], times[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _holdout(rows: list[tuple[str, np.ndarray, np.ndarray, float, float]], real_time: bool) -> Holdout:
-    """rows: (user, history, truth, request time, time of the history's last event)."""
+def _with_profiles(users: list[_User], profiles: ProfileSource | None) -> None:
+    """Every position's profile, in one lookup for all users."""
+    if profiles is None or not users:
+        return
+    matrix = profiles([u.user for u in users for _ in u.items], np.concatenate([u.times for u in users]))
+    bounds = np.cumsum([0] + [len(u.items) for u in users])
+    for u, a, b in zip(users, bounds[:-1], bounds[1:], strict=True):
+        u.profiles = matrix[a:b]
+
+
+def _holdout(rows: list[tuple[str, np.ndarray, np.ndarray, float, float, np.ndarray | None]],
+             real_time: bool) -> Holdout:
+    """rows: (user, history, truth, request time, time of the history's last event, profile at the
+    request or None)."""
+    profiles = np.stack([r[5] for r in rows]) if rows and all(r[5] is not None for r in rows) else None
     return Holdout([r[0] for r in rows],
                    Queries([r[1] for r in rows], np.array([r[3] for r in rows]) if real_time else None,
-                           np.array([r[4] for r in rows]) if real_time else None),
+                           np.array([r[4] for r in rows]) if real_time else None, profiles),
                    [r[2] for r in rows])
 
 
+def _profiles_of(users: list[_User], end: list[int]) -> list[np.ndarray] | None:
+    if not users or users[0].profiles is None:
+        return None
+    return [u.profiles[:e] for u, e in zip(users, end, strict=True)]  # type: ignore[index]
+
+
 def loo_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Settings, real_time: bool,
-              content: np.ndarray | None = None) -> Split:
+              content: np.ndarray | None = None, profiles: ProfileSource | None = None) -> Split:
     eng = ordered_engagements(events, settings)
     ids = item_index(catalogue_ids, eng)
     users = _users(eng, {item: i + 1 for i, item in enumerate(ids)})
-    train_seq, train_pos, train_times, val, test = [], [], [], [], []
+    _with_profiles(users, profiles if real_time else None)
+    train_seq, train_pos, train_times, cuts, val, test = [], [], [], [], [], []
     for u in users:
         where = np.flatnonzero(u.positive)
         if len(where) >= 2 and where[-2] > 0:
             t, v = int(where[-1]), int(where[-2])
-            test.append((u.user, u.items[:t], u.items[t:t + 1], u.times[t], u.times[t - 1]))
-            val.append((u.user, u.items[:v], u.items[v:v + 1], u.times[v], u.times[v - 1]))
+            p = u.profiles if u.profiles is not None else [None] * len(u.items)  # the profile at each request
+            test.append((u.user, u.items[:t], u.items[t:t + 1], u.times[t], u.times[t - 1], p[t]))
+            val.append((u.user, u.items[:v], u.items[v:v + 1], u.times[v], u.times[v - 1], p[v]))
             cut = v
         else:  # nothing to hold out: the whole sequence trains
             cut = len(u.items)
         train_seq.append(u.items[:cut])
         train_pos.append(u.positive[:cut])
         train_times.append(u.times[:cut])
+        cuts.append(cut)
     if not test:
         raise ValueError("leave-one-out needs users with at least two positive engagements after their first event")
-    train = Interactions(ids, train_seq, train_pos, train_times if real_time else None, content)
+    train = Interactions(ids, train_seq, train_pos, train_times if real_time else None, content,
+                         _profiles_of(users, cuts))
     return Split("loo", train, _holdout(val, real_time), _holdout(test, real_time))
 
 
@@ -136,7 +163,7 @@ def _new_positives(u: _User, start: int, stop: int, exclude_seen: bool) -> np.nd
 
 
 def temporal_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Settings,
-                   content: np.ndarray | None = None) -> Split:
+                   content: np.ndarray | None = None, profiles: ProfileSource | None = None) -> Split:
     eng = ordered_engagements(events, settings)
     share, validation_share = settings.holdout_share, settings.validation_share
     if not (0.0 < share and 0.0 < validation_share and share + validation_share < 1.0):
@@ -146,9 +173,10 @@ def temporal_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Set
     validation_time = pd.Timestamp(eng["timestamp"].quantile(1.0 - share - validation_share))
     ids = item_index(catalogue_ids, eng)
     users = _users(eng, {item: i + 1 for i, item in enumerate(ids)})
+    _with_profiles(users, profiles)
     split_s, validation_s = split.value / 1e9, validation_time.value / 1e9
-    train: tuple[list, list, list] = ([], [], [])
-    refit: tuple[list, list, list] = ([], [], [])
+    train: tuple[list, list, list, list] = ([], [], [], [])
+    refit: tuple[list, list, list, list] = ([], [], [], [])
     val, test = [], []
     for u in users:
         before = int(np.searchsorted(u.times, split_s, side="right"))
@@ -157,30 +185,41 @@ def temporal_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Set
         cut = int(np.searchsorted(u.times, validation_s, side="right"))
         after = _new_positives(u, before, len(u.items), settings.exclude_seen)
         if len(after):
-            test.append((u.user, u.items[:before], after, split_s, u.times[before - 1]))
+            test.append((u.user, u.items[:before], after, split_s, u.times[before - 1], None))
         for part, end in ((refit, before), (train, cut)):
             if end:
                 part[0].append(u.items[:end])
                 part[1].append(u.positive[:end])
                 part[2].append(u.times[:end])
+                part[3].append(None if u.profiles is None else u.profiles[:end])
         if cut:
             between = _new_positives(u, cut, before, settings.exclude_seen)
             if len(between):
-                val.append((u.user, u.items[:cut], between, validation_s, u.times[cut - 1]))
+                val.append((u.user, u.items[:cut], between, validation_s, u.times[cut - 1], None))
     if not test:
         raise ValueError("the temporal holdout is empty: no user engaged positively with a new item after the split")
     if not val:
         raise ValueError("the temporal validation window is empty: no user engaged positively with a new item "
                          "between the validation time and the split; raise validation_share")
-    return Split("temporal", Interactions(ids, *train, content), _holdout(val, True), _holdout(test, True), split,
-                 Interactions(ids, *refit, content))
+    if profiles is not None:  # the profile at each request: one lookup for both windows
+        matrix = profiles([r[0] for r in val + test], np.array([r[3] for r in val + test]))
+        val = [(*r[:5], p) for r, p in zip(val, matrix[:len(val)], strict=True)]
+        test = [(*r[:5], p) for r, p in zip(test, matrix[len(val):], strict=True)]
+
+    def interactions(part: tuple[list, list, list, list]) -> Interactions:
+        return Interactions(ids, part[0], part[1], part[2], content, None if profiles is None else part[3])
+    return Split("temporal", interactions(train), _holdout(val, True), _holdout(test, True), split,
+                 interactions(refit))
 
 
-def split_from_store(settings: Settings, protocol: str, real_time: bool):
-    """The protocol's split of the data home's event store, with item content from Feast's offline
-    store (the one source of features). Returns (split, content)."""
+def split_from_store(settings: Settings, protocol: str, real_time: bool, profiles: bool = True):
+    """The protocol's split of the data home's event store, with item content and, where the data
+    has real time and ``profiles`` is asked for (and the sequence settings read them), users'
+    profiles from Feast's offline store (the one source of features). Returns (split, content)."""
+    from longview.features import genre_vocabulary
     from longview.store import dataset_clock, load_catalogue, load_events
     from training.content import item_content
+    from training.user_profiles import feast_profiles
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}: expected loo or temporal")
@@ -190,6 +229,9 @@ def split_from_store(settings: Settings, protocol: str, real_time: bool):
     catalogue = load_catalogue(settings)
     ids = item_index(catalogue["item_id"].astype(str).tolist(), events)
     content = item_content(settings, ids, dataset_clock(events))
+    source = None
+    if profiles and real_time and settings.sequence.context and settings.sequence.profile:
+        source = feast_profiles(settings, len(genre_vocabulary(catalogue)))
     if protocol == "loo":
-        return loo_split(events, ids, settings, real_time, content.vectors), content
-    return temporal_split(events, ids, settings, content.vectors), content
+        return loo_split(events, ids, settings, real_time, content.vectors, source), content
+    return temporal_split(events, ids, settings, content.vectors, source), content

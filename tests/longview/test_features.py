@@ -34,6 +34,22 @@ def _events(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
     return frame
 
 
+def test_activity_counts_cover_each_users_own_past_window():
+    """Counts restart with every user and cover (time - window, time]."""
+    events = _events([
+        ("a", "i1", "s1", "2024-03-01T10:00"), ("a", "i2", "s1", "2024-03-01T11:00"),
+        ("a", "i3", "s2", "2024-03-05T10:00"), ("a", "i4", "s3", "2024-04-10T10:00"),
+        ("b", "i1", "s4", "2024-02-01T10:00"), ("b", "i2", "s4", "2024-02-01T10:30"),
+    ])
+    catalogue = pd.DataFrame({"item_id": ["i1", "i2", "i3", "i4"], "genres": ["X"] * 4})
+    table = user_profile_table(events, catalogue, 20).set_index(["user_id", "event_timestamp"]).sort_index()
+    assert table.loc["a", "events_1d"].tolist() == [1, 2, 1, 1]
+    assert table.loc["a", "events_7d"].tolist() == [1, 2, 3, 1]
+    assert table.loc["a", "events_30d"].tolist() == [1, 2, 3, 1]
+    assert table.loc["b", "events_30d"].tolist() == [1, 2]
+    assert table.loc["a", "active_days"].tolist() == [1, 1, 2, 3]
+
+
 def test_return_gaps_and_session_depth_follow_the_sessions():
     events = _events([
         ("a", "i1", "s1", "2024-03-01T10:00"), ("a", "i2", "s1", "2024-03-01T10:05"),

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from tests.training.conftest import chain_world
 from training.models import Queries
 from training.models.popularity import Popularity
+from training.models.base import PROFILE_FIELDS
 from training.models.sequence import SequenceModel
 from training.packaging import PACKAGE, log_packaged_model
 from training.tracking import mlflow_client
@@ -60,7 +61,7 @@ def test_logged_models_rank_in_a_process_without_the_checkout(logged, tmp_path):
                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert run.returncode == 0, run.stderr[-3000:]
         out = json.loads(run.stdout.strip().splitlines()[-1])
-        assert out["schema"] == ["user_id", "history", "now", "last_event"]
+        assert out["schema"] == ["user_id", "history", "now", "last_event", *PROFILE_FIELDS, "taste"]
         expected = model.score(Queries([np.array([3, 4, 5])]))[0]
         expected[[3, 4, 5]] = float("-inf")
         assert out["items"][0][0] == f"i{int(expected.argmax())}", name

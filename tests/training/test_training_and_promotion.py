@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import mlflow
+import numpy as np
 import pandas as pd
 
 from longview.settings import PROJECT_ROOT, REGISTERED_MODEL
@@ -51,10 +52,20 @@ def test_run_records_params_curves_plots_and_lineage(trained):
 def test_registered_model_loads_with_its_signature_and_ranks(trained):
     mlflow_client(trained)
     model = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}@{CHAMPION}")
-    assert [c.name for c in model.metadata.get_input_schema().inputs] == ["user_id", "history", "now", "last_event"]
+    from training.models.base import PROFILE_FIELDS
+
+    assert [c.name for c in model.metadata.get_input_schema().inputs] == ["user_id", "history", "now", "last_event",
+                                                                          *PROFILE_FIELDS, "taste"]
     out = model.predict(pd.DataFrame({"user_id": ["x"], "history": [["i0001", "i0002"]], "now": [0.0]}),
                         params={"k": 5})
     assert len(out["items"].iloc[0]) == 5
+    packaged = model.unwrap_python_model()
+    assert packaged.profile_width > len(PROFILE_FIELDS), "the synthetic world has genres: the profile has a taste"
+    taste = [1.0] + [0.0] * (packaged.profile_width - len(PROFILE_FIELDS) - 1)
+    with_profile = model.predict(pd.DataFrame({"user_id": ["x"], "history": [["i0001", "i0002"]], "now": [1e9],
+                                               "last_event": [1e9 - 3600], "events_7d": [4.0], "taste": [taste]}),
+                                 params={"k": 5})
+    assert len(with_profile["items"].iloc[0]) == 5 and all(np.isfinite(with_profile["scores"].iloc[0]))
     assert not {"i0001", "i0002"} & set(out["items"].iloc[0]), "items the user engaged with are not recommended"
 
 
@@ -103,3 +114,62 @@ def test_train_says_what_is_missing(tmp_path):
     assert "Traceback" not in no_features.stderr
     unknown = longview("train", env={**env, "LONGVIEW_MODEL": "gru"})
     assert unknown.returncode != 0 and "gru" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_profiles_from_feast_know_only_what_came_before_each_request(trained):
+    """Every training position's profile (Feast's point-in-time join) counts only events before
+    that position's time: a label never leaks into its own input. The holdout's requests carry
+    profiles too, and a model trained with them registers their width."""
+    import numpy as np
+
+    from training.models.base import PROFILE_FIELDS
+    from training.sequences import split_from_store
+
+    split, _ = split_from_store(trained, "temporal", True)
+    assert split.train.profiles is not None and split.test.queries.profiles is not None
+    assert split.test.queries.profiles.shape == (len(split.test.users), split.train.profile_width)
+    active = PROFILE_FIELDS.index("active_days")
+    events = PROFILE_FIELDS.index("events_30d")
+    checked = 0
+    for times, profiles in zip(split.train.times, split.train.profiles, strict=True):
+        assert not profiles[0].any(), "nothing is known before a user's first event"
+        for j in range(1, len(times)):
+            earlier = int((times < times[j]).sum())
+            assert round(float(np.expm1(profiles[j, events]))) <= earlier
+            assert round(float(np.expm1(profiles[j, active]))) <= earlier
+            checked += 1
+    assert checked > 100
+    assert any(p[1:, events].any() for p in split.train.profiles), "profiles are read, not all zeros"
+    assert split_from_store(trained, "temporal", True, profiles=False)[0].train.profiles is None
+
+
+def test_the_profile_join_answers_as_feasts_own(trained):
+    """training/user_profiles.py joins the profile rows it pulls through Feast's offline store
+    itself (Feast's file-store join is too slow for a row per event); on requests at, between,
+    before and long after events (past the view's TTL) it picks what get_historical_features picks."""
+    import numpy as np
+
+    from longview.feature_store import feature_store, historical_user_features
+    from longview.store import load_events
+    from training.user_profiles import point_in_time, pull_profile_rows
+
+    store = feature_store(trained)
+    rows, ttl = pull_profile_rows(store)
+    events = load_events(trained, columns=["user_id", "timestamp"]).sample(120, random_state=0)
+    shifts = np.random.default_rng(0).choice([-400 * 86_400, -1, 0, 1, 3_600, 400 * 86_400], len(events))
+    asks = pd.DataFrame({"user_id": events["user_id"].astype(str).to_numpy(),
+                         "event_timestamp": events["timestamp"].to_numpy() + pd.to_timedelta(shifts, unit="s")})
+    asks = asks.drop_duplicates().reset_index(drop=True).assign(ask=lambda f: np.arange(len(f)))
+    feast = historical_user_features(store, asks).sort_values("ask").reset_index(drop=True)
+    mine = point_in_time(rows, ttl, asks["user_id"].tolist(),
+                         pd.to_datetime(asks["event_timestamp"], utc=True).astype("int64").to_numpy())
+    answered = {row["ask"]: row for row in feast.to_dict("records") if not pd.isna(row["events_30d"])}
+    for ask, ours in enumerate(mine):
+        theirs = answered.get(ask)  # the file offline store leaves out requests it has no row for
+        if theirs is None:
+            assert ours is None, (asks.iloc[ask], ours)
+        else:
+            assert ours is not None and ours["events_30d"] == theirs["events_30d"], (theirs, ours)
+            assert ours["active_days"] == theirs["active_days"]
+            assert np.allclose(list(ours["taste"]), list(theirs["taste"]))
+    assert 0 < len(answered) < len(asks), "requests with and without a profile were both asked"

@@ -5,7 +5,7 @@ registry and the gate treat them the same."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -34,19 +34,61 @@ def request_context(now: np.ndarray, last: np.ndarray) -> np.ndarray:
     return np.stack([np.sin(hour), np.cos(hour), np.sin(weekday), np.cos(weekday), gap], axis=-1).astype(np.float32)
 
 
+# The user profile from Feast (feature_repo/features.py: user_profile) as the sequence model reads it:
+# these fields log-scaled, then the genre taste as shares. A missing profile reads as zeros.
+PROFILE_FIELDS = ("events_1d", "events_7d", "events_30d", "active_days", "last_return_gap", "mean_return_gap",
+                  "mean_session_depth")
+
+
+def profile_vectors(rows: list[Mapping[str, object] | None], taste_width: int) -> np.ndarray:
+    """n x (len(PROFILE_FIELDS) + taste_width) float32 from user-profile rows (field: value, as
+    Feast returns them). A missing row, field or taste, a value that is not a finite number and a
+    taste of another width read as zeros; negative counts and gaps as zeros too."""
+    out = np.zeros((len(rows), len(PROFILE_FIELDS) + taste_width), dtype=np.float32)
+    for r, row in enumerate(rows):
+        if not row:
+            continue
+        for c, name in enumerate(PROFILE_FIELDS):
+            out[r, c] = np.log1p(min(max(_finite(row.get(name)), 0.0), MAX_GAP_DAYS))
+        taste = row.get("taste")
+        if taste_width and taste is not None and not isinstance(taste, (str, bytes)):
+            try:
+                values = np.asarray(taste, dtype=np.float64).ravel()
+            except (TypeError, ValueError):
+                continue
+            if len(values) == taste_width:
+                out[r, len(PROFILE_FIELDS):] = np.clip(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0), 0, 1)
+    return out
+
+
+def _finite(value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return number if np.isfinite(number) else 0.0
+
+
 @dataclass
 class Interactions:
     """Users' item sequences as catalogue indices (1..n_items; 0 is padding), in time order.
 
     ``times`` are Unix seconds per position, None where the data has no real time (only order);
     ``positive`` marks positive engagements, the only positions used as labels; ``content`` holds
-    one row of item features per index (row 0 for padding), None where the data has none."""
+    one row of item features per index (row 0 for padding), None where the data has none;
+    ``profiles`` per position the user's profile vector (profile_vectors) as Feast knew it just
+    before that position's event, None where the data has no real time."""
 
     item_ids: list[str]
     sequences: list[np.ndarray]
     positive: list[np.ndarray]
     times: list[np.ndarray] | None = None
     content: np.ndarray | None = None
+    profiles: list[np.ndarray] | None = None
+
+    @property
+    def profile_width(self) -> int:
+        return 0 if not self.profiles else int(self.profiles[0].shape[1])
 
     @property
     def n_items(self) -> int:
@@ -67,19 +109,28 @@ class Queries:
     histories: list[np.ndarray]
     now: np.ndarray | None = None  # Unix seconds per user
     last: np.ndarray | None = None  # Unix seconds of each history's last event
+    profiles: np.ndarray | None = None  # users x profile width (profile_vectors), None: unknown
 
     def __len__(self) -> int:
         return len(self.histories)
 
     def slice(self, start: int, stop: int) -> "Queries":
-        return Queries(self.histories[start:stop], None if self.now is None else self.now[start:stop],
-                       None if self.last is None else self.last[start:stop])
+        def part(values):
+            return None if values is None else values[start:stop]
+        return Queries(self.histories[start:stop], part(self.now), part(self.last), part(self.profiles))
 
-    def context(self) -> np.ndarray | None:
-        """request_context of each query; None unless both times are known for every query."""
+    def context(self, profile_width: int = 0) -> np.ndarray | None:
+        """request_context of each query, followed by ``profile_width`` columns of its profile
+        (zeros where unknown or of another width); None unless both times are known for every query."""
         if self.now is None or self.last is None:
             return None
-        return request_context(self.now, self.last)
+        context = request_context(self.now, self.last)
+        if not profile_width:
+            return context
+        profiles = self.profiles
+        if profiles is None or profiles.shape != (len(self), profile_width):
+            profiles = np.zeros((len(self), profile_width), dtype=np.float32)
+        return np.concatenate([context, profiles.astype(np.float32)], axis=1)
 
 
 # A validation callback: the model's validation metric (higher is better).

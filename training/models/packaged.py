@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from . import MODELS
-from .base import Queries
+from .base import PROFILE_FIELDS, Queries, profile_vectors
 from .ranking import exclude_seen, top_k
 
 CONFIG, WEIGHTS = "config", "weights"
@@ -25,8 +25,9 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
     """Inputs: ``user_id``, ``history`` (item ids engaged with, oldest first: what the model reads
     and, by the model's exclude_seen setting, what it will not recommend again), ``now`` (the
     request's Unix seconds, optional) and ``last_event`` (Unix seconds of the history's last event,
-    optional: with ``now``, the gap since the last visit). Items the model was not trained on are
-    left out of the history. Params: ``k`` (default 10). Output per row: ``items``, ``scores``,
+    optional: with ``now``, the gap since the last visit), and the user's profile as Feast serves it
+    (optional columns PROFILE_FIELDS and ``taste``; missing: read as zeros). Items the model was
+    not trained on are left out of the history. Params: ``k`` (default 10). Output per row: ``items``, ``scores``,
     ``fallback`` (null, or why the ranking is popularity's)."""
 
     def load_context(self, context) -> None:
@@ -67,12 +68,25 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
             return np.zeros(0, dtype=np.int64)
         return np.array([self.index[i] for i in history if i in self.index], dtype=np.int64)
 
-    def rank(self, histories: list, now: list | None = None, k: int = 10,
-             last: list | None = None) -> list[list[tuple[str, float]]]:
+    @property
+    def profile_width(self) -> int:
+        """Profile columns the model reads (0: it reads no profile)."""
+        return int(getattr(self.model, "profile_width", 0))
+
+    def rank(self, histories: list, now: list | None = None, k: int = 10, last: list | None = None,
+             profiles: list | None = None) -> list[list[tuple[str, float]]]:
+        """``profiles``: per user, the profile's fields (a mapping, as Feast serves them) or None."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         encoded = [self.encode(h) for h in histories]
-        scores = exclude_seen(self.model.score(Queries(encoded, _times(now), _times(last))), encoded, self.exclude)
+        vectors = None
+        if profiles is not None and self.profile_width:
+            if len(profiles) != len(histories):
+                raise ValueError(f"{len(histories)} histories but {len(profiles)} profiles")
+            vectors = profile_vectors([p if isinstance(p, dict) else None for p in profiles],
+                                      self.profile_width - len(PROFILE_FIELDS))
+        queries = Queries(encoded, _times(now), _times(last), vectors)
+        scores = exclude_seen(self.model.score(queries), encoded, self.exclude)
         if torch.isnan(scores).any():
             raise ValueError(f"the {self.model_name} model produced NaN scores")
         best = top_k(scores, min(k, len(self.item_ids)))
@@ -88,7 +102,9 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
             raise ValueError("the input needs a 'history' column: each user's item ids, oldest first")
         now = model_input["now"].tolist() if "now" in model_input else None
         last = model_input["last_event"].tolist() if "last_event" in model_input else None
-        ranked = self.rank(model_input["history"].tolist(), now, k, last)
+        fields = [c for c in (*PROFILE_FIELDS, "taste") if c in model_input]
+        profiles = model_input[fields].to_dict("records") if fields else None
+        ranked = self.rank(model_input["history"].tolist(), now, k, last, profiles)
         fallback = [None if len(self.encode(h)) else "popularity: no known history" for h in model_input["history"]]
         return pd.DataFrame({"items": [[i for i, _ in r] for r in ranked],
                              "scores": [[s for _, s in r] for r in ranked], "fallback": fallback})

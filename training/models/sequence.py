@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the model loads without the platform: only training needs s
 
 SCORE_BATCH = 256
 LOSS_CHUNK = 2048  # positions per slice of the full softmax (measured fastest on ml-1m-sasrec's 3,416 items)
+LOSS_PAD = 256  # positions are padded to a multiple of this (LOSS_CHUNK is one)
 # Candidate weights of the time signals, log1p(engagements in the recent window before the request)
 # and log1p(all engagements before it), added to the log-probabilities; negative all-time weights
 # with positive recent ones favour what is trending rather than what was always popular.
@@ -45,12 +46,13 @@ def training_dtype(precision: str) -> torch.dtype:
     return torch.float32
 
 
-def training_rows(data: Interactions, max_len: int, context: bool = False
+def training_rows(data: Interactions, max_len: int, context: bool = False, profiles: bool = False
                   ) -> tuple[list[int], list[np.ndarray], list[np.ndarray], list[np.ndarray] | None]:
     """Per user with a label: the user's position in ``data``, inputs (the last max_len items
     before each label), labels (the next item where it is a positive engagement, else 0) and, with
     ``context`` (the data must have times), each label's request context: the next event's time
-    and the gap since the input's event, what a request at that moment would have said."""
+    and the gap since the input's event, what a request at that moment would have said, followed
+    with ``profiles`` by the user's profile as Feast knew it just before the label's event."""
     users, inputs, labels, contexts = [], [], [], []
     for user, (seq, pos) in enumerate(zip(data.sequences, data.positive, strict=True)):
         seq, pos = seq[-(max_len + 1):], pos[-(max_len + 1):]
@@ -61,18 +63,21 @@ def training_rows(data: Interactions, max_len: int, context: bool = False
         labels.append(np.where(pos[1:], seq[1:], 0))
         if context:
             times = data.times[user][-(max_len + 1):]  # type: ignore[index]
-            contexts.append(request_context(times[1:], times[:-1]))
+            rows = request_context(times[1:], times[:-1])
+            if profiles:
+                rows = np.concatenate([rows, data.profiles[user][-(max_len + 1):][1:]], axis=1)  # type: ignore[index]
+            contexts.append(rows)
     return users, inputs, labels, (contexts if context else None)
 
 
 def softmax_gradient(logits: torch.Tensor, targets: torch.Tensor, log_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed cross-entropy of a slice of logits, and its gradient with respect to the logits
-    divided by n = exp(log_n): (softmax - one-hot) / n, in place of autograd's several passes."""
+    """Each row's cross-entropy, and its gradient with respect to the logits divided by
+    n = exp(log_n): (softmax - one-hot) / n, in place of autograd's several passes."""
     top = torch.logsumexp(logits, 1)
-    loss = (top - logits.gather(1, targets[:, None]).squeeze(1)).sum()
+    losses = top - logits.gather(1, targets[:, None]).squeeze(1)
     gradient = torch.exp(logits - (top + log_n)[:, None])
     gradient[torch.arange(len(targets)), targets] -= torch.exp(-log_n)
-    return loss, gradient
+    return losses, gradient
 
 
 _compiled: dict[str, object] = {}
@@ -96,28 +101,38 @@ def full_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, table: torch.
     backward call at the end."""
     # ``matmul_dtype`` bfloat16: the two thirds of the work that are matmuls run in bfloat16; the
     # softmax and the accumulated item gradient stay float32.
-    hid, items = hidden.detach().to(matmul_dtype), table.detach()[1:].to(matmul_dtype)
+    n = len(targets)
+    # Rows padded to a multiple of LOSS_PAD: few distinct matmul shapes, since oneDNN caches a
+    # primitive per shape (measured: 1.5 GB more memory per epoch on ml-1m-sasrec without this).
+    rows = -(-n // LOSS_PAD) * LOSS_PAD
+    hid = torch.zeros(rows, hidden.shape[1], dtype=matmul_dtype)
+    hid[:n] = hidden.detach()
+    labels = torch.zeros(rows, dtype=torch.long)
+    labels[:n] = targets - 1  # padding rows point at item 1; their loss and gradient are dropped
+    items = table.detach()[1:].to(matmul_dtype)
     grad_hidden = torch.empty_like(hid)
     grad_items = torch.zeros_like(items, dtype=torch.float32)
     kernel, total = softmax_kernel(compiled), 0.0
-    log_n = torch.tensor(math.log(len(targets)))  # a tensor: a float would recompile for every batch size
-    for start in range(0, len(targets), LOSS_CHUNK):
+    log_n = torch.tensor(math.log(n))  # a tensor: a float would recompile for every batch size
+    for start in range(0, rows, LOSS_CHUNK):
         h = hid[start:start + LOSS_CHUNK]
-        logits, labels = (h @ items.T).float(), targets[start:start + LOSS_CHUNK] - 1
+        logits, chunk_labels = (h @ items.T).float(), labels[start:start + LOSS_CHUNK]
         try:
-            part, gradient = kernel(logits, labels, log_n)
+            losses, gradient = kernel(logits, chunk_labels, log_n)
         except Exception:  # torch.compile could not build its kernel here: eager gives the same numbers
             if kernel is softmax_gradient:
                 raise
             _compiled["failed"] = True
             kernel = softmax_gradient
-            part, gradient = kernel(logits, labels, log_n)
-        total += float(part) / len(targets)
+            losses, gradient = kernel(logits, chunk_labels, log_n)
+        real = max(0, min(len(h), n - start))
+        total += float(losses[:real].sum()) / n
+        gradient[real:] = 0.0
         gradient = gradient.to(matmul_dtype)
         torch.mm(gradient, items, out=grad_hidden[start:start + LOSS_CHUNK])
         grad_items += (gradient.T @ h).float()
     grad_table = torch.cat([torch.zeros_like(items[:1]), grad_items])
-    torch.autograd.backward([hidden, table], [grad_hidden.to(hidden.dtype), grad_table.to(table.dtype)])
+    torch.autograd.backward([hidden, table], [grad_hidden[:n].to(hidden.dtype), grad_table.to(table.dtype)])
     return torch.tensor(total)
 
 
@@ -138,8 +153,10 @@ class SequenceModel(Recommender):
     name = "sequence"
 
     def __init__(self, net: SASRecNet | None = None, popularity: np.ndarray | None = None,
-                 options: dict | None = None, clock: ItemClock | None = None, blend: dict | None = None) -> None:
+                 options: dict | None = None, clock: ItemClock | None = None, blend: dict | None = None,
+                 profile_width: int = 0) -> None:
         self.net, self.popularity = net, popularity
+        self.profile_width = profile_width  # user-profile columns after the request context (0: none)
         self.options = options or {}  # the sequence settings it was trained with
         self.clock = clock  # engagement times, for the time signals (None: time-blind)
         self.blend = blend or {"recent": 0.0, "popularity": 0.0, "days": 7.0}
@@ -158,10 +175,11 @@ class SequenceModel(Recommender):
         generator = torch.Generator().manual_seed(settings.seed)
         content = torch.from_numpy(data.content) if opts.content and data.content is not None else None
         use_context = opts.context and data.times is not None
+        self.profile_width = data.profile_width if use_context and opts.profile else 0
         self.net = SASRecNet(data.n_items, opts.max_len, opts.dim, opts.blocks, opts.heads, opts.dropout, content,
-                             CONTEXT_FEATURES if use_context else 0)
+                             CONTEXT_FEATURES + self.profile_width if use_context else 0)
         self.popularity = data.counts()
-        users, inputs, labels, contexts = training_rows(data, opts.max_len, use_context)
+        users, inputs, labels, contexts = training_rows(data, opts.max_len, use_context, self.profile_width > 0)
         if not inputs:
             raise ValueError("no training sequences: every user has fewer than two interactions")
         # Under torchrun each rank trains on its own shard of users; DDP averages the gradients.
@@ -323,7 +341,7 @@ class SequenceModel(Recommender):
             for start in range(0, len(queries), SCORE_BATCH):
                 part = queries.slice(start, start + SCORE_BATCH)
                 width = max(1, min(self.net.max_len, max((len(h) for h in part.histories), default=1)))
-                context = part.context() if self.net.context_projection is not None else None
+                context = part.context(self.profile_width) if self.net.context_projection is not None else None
                 hidden = self.net.last_hidden(padded(part.histories, width), self._table,
                                               None if context is None else torch.from_numpy(context))
                 scores = torch.log_softmax(self.net.logits(hidden, self._table), dim=1)
@@ -338,7 +356,8 @@ class SequenceModel(Recommender):
         assert self.net is not None
         return {"n_items": self.net.n_items, "content_features": None if self.net.content is None
                 else int(self.net.content.shape[1]), "options": self.options, "blend": self.blend,
-                "context_features": 0 if self.net.context_projection is None else CONTEXT_FEATURES}
+                "context_features": 0 if self.net.context_projection is None else CONTEXT_FEATURES + self.profile_width,
+                "profile_features": self.profile_width}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         assert self.net is not None and self.popularity is not None
@@ -358,4 +377,5 @@ class SequenceModel(Recommender):
         if "clock.items" in tensors:
             clock = ItemClock.restore({k[6:]: v for k, v in tensors.items() if k.startswith("clock.")},
                                       int(config["n_items"]))
-        return cls(net.eval(), tensors["popularity"].numpy(), opts, clock, config.get("blend"))
+        return cls(net.eval(), tensors["popularity"].numpy(), opts, clock, config.get("blend"),
+                   int(config.get("profile_features", 0)))

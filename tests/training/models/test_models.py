@@ -7,10 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 
 from longview.settings import MODEL_NAMES, Settings
 from tests.training.conftest import chain_world
 from training.models import BASELINES, MODELS, Interactions, Queries, model_class
+from training.models.base import PROFILE_FIELDS, profile_vectors
 from training.models.ranking import exclude_seen, top_k
 from training.models.item_matrix import EASE, ItemKNN
 from training.models.popularity import ItemClock, Popularity, RecentPopularity
@@ -326,7 +330,8 @@ def test_full_softmax_loss_has_autograds_loss_and_gradients(compiled, dtype, tol
     through F.cross_entropy over the catalogue without its padding row."""
     from training.models import sequence
 
-    monkeypatch.setattr(sequence, "LOSS_CHUNK", 7)  # several slices, the last one short
+    monkeypatch.setattr(sequence, "LOSS_CHUNK", 8)  # several slices
+    monkeypatch.setattr(sequence, "LOSS_PAD", 4)  # 30 rows padded to 32: the padding must add nothing
     generator = torch.Generator().manual_seed(0)
     hidden = torch.randn(30, 16, generator=generator, requires_grad=True)
     table = torch.randn(41, 16, generator=generator, requires_grad=True)
@@ -336,7 +341,67 @@ def test_full_softmax_loss_has_autograds_loss_and_gradients(compiled, dtype, tol
     hidden.grad, table.grad = None, None
     expected = torch.nn.functional.cross_entropy(hidden @ table[1:].T, targets - 1)
     expected.backward()
-    assert float(loss) == pytest.approx(float(expected), rel=tolerance)
+    assert float(loss) == pytest.approx(float(expected.detach()), rel=tolerance)
     assert torch.allclose(mine[0], hidden.grad, atol=tolerance * float(hidden.grad.abs().max()))
     assert torch.allclose(mine[1], table.grad, atol=tolerance * float(table.grad.abs().max()))
     assert not mine[1][0].any(), "padding gets no gradient"
+
+
+def test_the_users_profile_is_a_side_input_where_data_has_time(quick):
+    """Directional: users whose profile says "taste A" engage with genre A (items 1..15) next, the
+    others with B (16..30), whatever their (mixed) histories; the same history then gets more of A
+    with an A profile. The profile rides with the model through save and restore."""
+    rng = np.random.default_rng(0)
+    sequences, times, profiles = [], [], []
+    for user in range(80):
+        fan = user % 2 == 0
+        mixed = rng.integers(1, 31, 12)
+        next_items = rng.integers(1, 16, 12) if fan else rng.integers(16, 31, 12)
+        sequences.append(np.where(np.arange(12) % 2 == 1, next_items, mixed).astype(np.int64))
+        times.append(1_000_000.0 + 3600.0 * np.arange(12))
+        profiles.append(profile_vectors([{"events_7d": 3, "taste": [1.0, 0.0] if fan else [0.0, 1.0]}] * 12, 2))
+    data = Interactions([f"i{n}" for n in range(1, 31)], sequences, [np.ones(12, dtype=bool)] * 80, times,
+                        profiles=profiles)
+    model = SequenceModel()
+    model.fit(data, time_blind(quick), progress=False)
+    assert model.profile_width == len(PROFILE_FIELDS) + 2
+    restored = SequenceModel.restore(json.loads(json.dumps(model.config())), model.tensors())
+    history, now, last = np.array([1, 16, 2, 17]), np.array([2_000_000.0]), np.array([1_990_000.0])
+    share = {}
+    for taste in ([1.0, 0.0], [0.0, 1.0]):
+        vector = profile_vectors([{"events_7d": 3, "taste": taste}], 2)
+        scores = restored.score(Queries([history], now, last, vector))
+        assert torch.equal(scores, model.score(Queries([history], now, last, vector)))
+        share[taste[0]] = np.isin(top_k(exclude_seen(scores, [history]), 10)[0].numpy(), np.arange(1, 16)).mean()
+    assert share[1.0] > share[0.0], share
+    unknown = model.score(Queries([history], now, last))  # no profile: zeros, not an error
+    assert torch.isfinite(unknown[0, 1:]).all()
+
+
+HOSTILE = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**30, 10**30),
+                    st.text(max_size=5), st.lists(st.floats(allow_nan=True), max_size=4), st.booleans())
+
+
+@settings_hypothesis(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.dictionaries(st.sampled_from([*PROFILE_FIELDS, "taste", "other"]), HOSTILE)),
+                max_size=6), st.integers(0, 4))
+def test_profile_vectors_turn_any_profile_into_bounded_finite_inputs(rows, width):
+    """Whatever Feast (or a request) hands over: missing rows, NaN, infinities, strings, huge or
+    negative numbers, a taste of the wrong width. Each becomes a finite, bounded input, zero where
+    the value means nothing."""
+    vectors = profile_vectors(rows, width)
+    assert vectors.shape == (len(rows), len(PROFILE_FIELDS) + width) and vectors.dtype == np.float32
+    assert np.isfinite(vectors).all() and (vectors >= 0).all()
+    assert (vectors[:, :len(PROFILE_FIELDS)] <= np.log1p(36_500.0) + 1e-4).all()
+    assert (vectors[:, len(PROFILE_FIELDS):] <= 1.0).all()
+    for row, vector in zip(rows, vectors, strict=True):
+        if not row:
+            assert not vector.any(), "no profile reads as zeros"
+
+
+def test_profile_vectors_read_counts_on_a_log_scale_and_the_taste_as_given():
+    vector = profile_vectors([{"events_7d": 3, "active_days": "9", "taste": [0.25, 0.75], "mean_dwell": 50}], 2)[0]
+    assert vector[PROFILE_FIELDS.index("events_7d")] == pytest.approx(np.log1p(3))
+    assert vector[PROFILE_FIELDS.index("active_days")] == pytest.approx(np.log1p(9))
+    assert vector[-2:].tolist() == [0.25, 0.75]
+    assert not profile_vectors([{"taste": [0.5, 0.5, 0.0]}], 2)[0].any(), "a taste of another width is not read"
