@@ -68,7 +68,7 @@ class SequenceSettings(BaseModel):
     # (AVX512-BF16, AMX), float32 elsewhere (emulated bfloat16 is slower). Scoring stays float32.
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
     # torch.compile the full-catalogue softmax into one pass per slice (needs a C++ compiler; without
-    # one, eager with the same numbers): compiling takes ~20 s once, ~3 s from inductor's cache.
+    # one, eager with the same numbers); the first compile in a process takes seconds (inductor caches it).
     compile: bool = Field(default=True, description="fuse the full-catalogue softmax with torch.compile")
     # Where the data has real times: add recent (LONGVIEW_RECENT_POPULARITY_DAYS) and all-time
     # popularity at the request time to the model's log-probabilities, weights picked on validation.

@@ -4,8 +4,8 @@ turned into profile_vectors (training/models/base.py), which the sequence model 
 request context.
 
 The join is done here, with Feast's rules (the latest row at or before the time among rows already
-created then, within the view's TTL), because Feast's own join on the file offline store takes
-about 80 s per 20,000 rows and training asks for one row per event (100,000 on ml-100k). A test
+created then, within the view's TTL), because Feast's own join on the file offline store is far too slow for
+one row per training event (100,000 on ml-100k): it was left running for minutes. A test
 checks that it answers as Feast's get_historical_features does."""
 
 from __future__ import annotations
