@@ -35,13 +35,18 @@ def learning_curve(curve: list[dict[str, float]], path: Path) -> Path | None:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.plot([r["epoch"] for r in losses], [r["loss"] for r in losses], label="training loss")
-    ax.set(xlabel="epoch", ylabel="cross-entropy")
-    checked = [r for r in losses if "validation" in r]
-    if checked:
-        twin = ax.twinx()
-        twin.plot([r["epoch"] for r in checked], [r["validation"] for r in checked], "o-", color="C1")
-        twin.set_ylabel("validation NDCG@10")
+    ax.set(xlabel="epoch", ylabel="cross-entropy (solid)")
+    twin = None
+    for member in sorted({r.get("member", 0.0) for r in losses}):  # an ensemble: one pair of lines per network
+        rows = [r for r in losses if r.get("member", 0.0) == member]
+        ax.plot([r["epoch"] for r in rows], [r["loss"] for r in rows], color=f"C{int(member) % 10}")
+        checked = [r for r in rows if "validation" in r]
+        if checked:
+            twin = twin or ax.twinx()
+            twin.plot([r["epoch"] for r in checked], [r["validation"] for r in checked], "o--",
+                      color=f"C{int(member) % 10}")
+    if twin is not None:
+        twin.set_ylabel("validation NDCG@10 (dashed)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -31,5 +31,5 @@ def world() -> Interactions:
 @pytest.fixture
 def quick(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Settings:
     monkeypatch.setenv("LONGVIEW_HOME", str(tmp_path / "home"))
-    return get_settings(sequence={"dim": 16, "epochs": 30, "eval_every": 5, "patience": 3, "dropout": 0.0,
+    return get_settings(sequence={"dim": 16, "ensemble": 1, "epochs": 30, "eval_every": 5, "patience": 3, "dropout": 0.0,
                                   "max_len": 8, "batch_size": 16, "learning_rate": 0.01})

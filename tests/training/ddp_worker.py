@@ -19,7 +19,7 @@ PASSES = [0.1, 0.3, 0.2, 0.2, 0.2, 0.2, 0.2]  # the second pass is best; patienc
 if __name__ == "__main__":
     out = Path(sys.argv[1])
     with process_group() as (rank, world):
-        settings = get_settings(sequence={"dim": 16, "epochs": 40, "eval_every": 2, "patience": 3, "dropout": 0.0,
+        settings = get_settings(sequence={"dim": 16, "ensemble": 1, "epochs": 40, "eval_every": 2, "patience": 3, "dropout": 0.0,
                                           "max_len": 8, "batch_size": 8, "learning_rate": 0.01,
                                           "time_signals": False})  # only the epochs' validation passes
         calls: list[int] = []

@@ -18,7 +18,7 @@ def ml100k_run(tmp_path_factory):
     env = {"LONGVIEW_HOME": str(folder / "home"), "LONGVIEW_DATA_DIR": str(data),
            # Brief: a few epochs of a small model are enough to beat all-time popularity.
            "LONGVIEW_SEQUENCE__EPOCHS": "15", "LONGVIEW_SEQUENCE__EVAL_EVERY": "5", "LONGVIEW_SEQUENCE__DIM": "32",
-           "LONGVIEW_SEQUENCE__MAX_LEN": "50", "LONGVIEW_SEQUENCE__LEARNING_RATE": "0.005"}
+           "LONGVIEW_SEQUENCE__MAX_LEN": "50", "LONGVIEW_SEQUENCE__ENSEMBLE": "1", "LONGVIEW_SEQUENCE__LEARNING_RATE": "0.005"}
     dump = folder / "top10.jsonl"
     result = longview("bench", "accuracy", "--dataset", "ml-100k", "--protocol", "loo",
                       "--models", "popularity,recent_popularity,sequence", "--dump-topk", str(dump), env=env, timeout=1200)

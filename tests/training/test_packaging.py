@@ -128,7 +128,7 @@ def timed_model(tmp_path_factory):
     from training.models.packaged import PackagedModel
 
     settings = get_settings(home=tmp_path_factory.mktemp("home"),
-                            sequence={"dim": 16, "epochs": 5, "dropout": 0.0, "max_len": 8, "batch_size": 16})
+                            sequence={"dim": 16, "ensemble": 1, "epochs": 5, "dropout": 0.0, "max_len": 8, "batch_size": 16})
     world = chain_world()
     model = SequenceModel()
     model.fit(world, settings, progress=False)

@@ -46,21 +46,23 @@ def training_dtype(precision: str) -> torch.dtype:
     return torch.float32
 
 
-def training_rows(data: Interactions, max_len: int, context: bool = False, profiles: bool = False
+def training_rows(data: Interactions, max_len: int, context: bool = False, profiles: bool = False,
+                  all_targets: bool = False
                   ) -> tuple[list[int], list[np.ndarray], list[np.ndarray], list[np.ndarray] | None]:
     """Per user with a label: the user's position in ``data``, inputs (the last max_len items
-    before each label), labels (the next item where it is a positive engagement, else 0) and, with
+    before each label), labels (the next item where it is a positive engagement, else 0; with
+    ``all_targets`` the next item whatever the engagement) and, with
     ``context`` (the data must have times), each label's request context: the next event's time
     and the gap since the input's event, what a request at that moment would have said, followed
     with ``profiles`` by the user's profile as Feast knew it just before the label's event."""
     users, inputs, labels, contexts = [], [], [], []
     for user, (seq, pos) in enumerate(zip(data.sequences, data.positive, strict=True)):
         seq, pos = seq[-(max_len + 1):], pos[-(max_len + 1):]
-        if len(seq) < 2 or not pos[1:].any():
+        if len(seq) < 2 or not (all_targets or pos[1:].any()):
             continue
         users.append(user)
         inputs.append(seq[:-1])
-        labels.append(np.where(pos[1:], seq[1:], 0))
+        labels.append(seq[1:] if all_targets else np.where(pos[1:], seq[1:], 0))
         if context:
             times = data.times[user][-(max_len + 1):]  # type: ignore[index]
             rows = request_context(times[1:], times[:-1])
@@ -152,46 +154,77 @@ def sampled_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, table: tor
 class SequenceModel(Recommender):
     name = "sequence"
 
-    def __init__(self, net: SASRecNet | None = None, popularity: np.ndarray | None = None,
+    def __init__(self, nets: list[SASRecNet] | None = None, popularity: np.ndarray | None = None,
                  options: dict | None = None, clock: ItemClock | None = None, blend: dict | None = None,
                  profile_width: int = 0) -> None:
-        self.net, self.popularity = net, popularity
+        self.nets, self.popularity = nets or [], popularity  # an ensemble: log-probabilities averaged
         self.profile_width = profile_width  # user-profile columns after the request context (0: none)
         self.options = options or {}  # the sequence settings it was trained with
         self.clock = clock  # engagement times, for the time signals (None: time-blind)
         self.blend = blend or {"recent": 0.0, "popularity": 0.0, "days": 7.0}
-        self._table: torch.Tensor | None = None
+        self._tables: list[torch.Tensor] | None = None
+
+    @property
+    def net(self) -> SASRecNet | None:
+        """The first network (the only one unless ``ensemble`` > 1): its layout is every member's."""
+        return self.nets[0] if self.nets else None
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, data: Interactions, settings: Settings, validate: Validate | None = None,
             progress: bool = True) -> FitReport:
-        from rich.console import Console
-        from rich.progress import Progress
-
         opts = settings.sequence
         self.options = opts.model_dump()
-        torch.manual_seed(settings.seed)
-        rng = np.random.default_rng(settings.seed)
-        generator = torch.Generator().manual_seed(settings.seed)
         content = torch.from_numpy(data.content) if opts.content and data.content is not None else None
         use_context = opts.context and data.times is not None
         self.profile_width = data.profile_width if use_context and opts.profile else 0
-        self.net = SASRecNet(data.n_items, opts.max_len, opts.dim, opts.blocks, opts.heads, opts.dropout, content,
-                             CONTEXT_FEATURES + self.profile_width if use_context else 0)
         self.popularity = data.counts()
-        users, inputs, labels, contexts = training_rows(data, opts.max_len, use_context, self.profile_width > 0)
+        users, inputs, labels, contexts = training_rows(data, opts.max_len, use_context, self.profile_width > 0,
+                                                        opts.targets == "all")
         if not inputs:
             raise ValueError("no training sequences: every user has fewer than two interactions")
         # Under torchrun each rank trains on its own shard of users; DDP averages the gradients.
         rank, world = distributed()
         mine = range(rank, len(inputs), world)
         self.shard = [users[i] for i in mine]  # which users this process trained on
-        inputs, labels = [inputs[i] for i in mine], [labels[i] for i in mine]
-        contexts = None if contexts is None else [contexts[i] for i in mine]
-        network: torch.nn.Module = self.net
+        rows = ([inputs[i] for i in mine], [labels[i] for i in mine],
+                None if contexts is None else [contexts[i] for i in mine])
+        dtype = training_dtype(opts.precision)
+        report = FitReport(notes=[f"training precision: {'bfloat16 softmax matmuls' if dtype == torch.bfloat16 else 'float32'}"])
+        start = time.perf_counter()
+        members = []
+        for member in range(opts.ensemble):
+            torch.manual_seed(settings.seed + member)
+            net = SASRecNet(data.n_items, opts.max_len, opts.dim, opts.blocks, opts.heads, opts.dropout, content,
+                            CONTEXT_FEATURES + self.profile_width if use_context else 0)
+            self.nets = [net]  # validation scores this member alone
+            self._train_network(net, rows, settings, settings.seed + member, dtype, validate, report,
+                                member if opts.ensemble > 1 else None, progress, rank, world)
+            members.append(net)
+        self.nets, self._tables = members, None
+        if opts.ensemble > 1 and validate is not None:
+            (metric,) = agree([validate(self) if rank == 0 else 0.0], world)
+            report.notes.append(f"ensemble of {opts.ensemble} networks: validation {metric:.4f}")
+        if opts.time_signals and data.times is not None and validate is not None:
+            self._fit_time_signals(data, settings, validate, report, rank, world)
+        report.train_seconds = time.perf_counter() - start
+        return report
+
+    def _train_network(self, net: SASRecNet, rows: tuple, settings: Settings, seed: int, dtype: torch.dtype,
+                       validate: Validate | None, report: FitReport, member: int | None, progress: bool,
+                       rank: int, world: int) -> None:
+        """Train one network, early-stopped on validation (the best state restored); its epochs
+        and validation passes go to ``report`` (tagged with ``member`` in an ensemble)."""
+        from rich.console import Console
+        from rich.progress import Progress
+
+        opts = settings.sequence
+        inputs, labels, contexts = rows
+        rng = np.random.default_rng(seed)
+        generator = torch.Generator().manual_seed(seed)
+        network: torch.nn.Module = net
         if world > 1:
-            network = torch.nn.parallel.DistributedDataParallel(self.net)
-        optimiser = torch.optim.Adam(self.net.parameters(), lr=opts.learning_rate, betas=(0.9, 0.98),
+            network = torch.nn.parallel.DistributedDataParallel(net)
+        optimiser = torch.optim.Adam(net.parameters(), lr=opts.learning_rate, betas=(0.9, 0.98),
                                      weight_decay=opts.weight_decay)
         batches_per_epoch = -(-len(inputs) // opts.batch_size)
         total_steps = max(1, opts.epochs * batches_per_epoch)
@@ -206,54 +239,53 @@ class SequenceModel(Recommender):
             if opts.negatives:
                 return sampled_softmax_loss(hidden, targets, table, log_q, opts.negatives, generator)
             return full_softmax_loss(hidden, targets, table, opts.compile, dtype)
-        dtype = training_dtype(opts.precision)
-        report = FitReport(notes=[f"training precision: {'bfloat16 softmax matmuls' if dtype == torch.bfloat16 else 'float32'}"])
+        suffix = f"_member_{member}" if member else ""  # the first network's epoch is "epoch", as alone
+        tag = {} if member is None else {"member": float(member)}
+        name = "sequence model" if member is None else f"sequence model {member + 1}/{opts.ensemble}"
         best_metric, best_state, waited = -1.0, None, 0
         start = time.perf_counter()
         stepping = 0.0  # seconds in training steps alone (validation passes excluded): the throughput
         with Progress(disable=not progress, console=Console(stderr=True)) as bar:
-            task = bar.add_task(f"sequence model: {len(inputs):,} sequences", total=opts.epochs)
+            task = bar.add_task(f"{name}: {len(inputs):,} sequences", total=opts.epochs)
             for epoch in range(1, opts.epochs + 1):
                 epoch_start = time.perf_counter()
                 total, seen = self._train_epoch(network, opts, inputs, labels, contexts, rng, optimiser, schedule,
                                                 loss_fn, world)
                 stepping += time.perf_counter() - epoch_start
-                row = {"epoch": float(epoch), "loss": total / max(seen, 1),
+                row = {**tag, "epoch": float(epoch), "loss": total / max(seen, 1),
                        "sequences_per_second": len(inputs) * epoch / stepping}
-                self._table = None
+                self._tables = None
                 stop = False
                 if validate is not None and (epoch % opts.eval_every == 0 or epoch == opts.epochs):
                     (metric,) = agree([validate(self) if rank == 0 else 0.0], world)
                     row["validation"] = metric
                     if metric > best_metric:
-                        best_metric, best_state, waited = metric, copy.deepcopy(self.net.state_dict()), 0
-                        report.chosen = {"epoch": float(epoch)}
+                        best_metric, best_state, waited = metric, copy.deepcopy(net.state_dict()), 0
+                        report.chosen[f"epoch{suffix}"] = float(epoch)
                     else:
                         waited += 1
                         stop = waited >= opts.patience
                 report.curve.append(row)
-                report.epochs = epoch
+                report.epochs += 1
                 elapsed = time.perf_counter() - start
                 note = f" validation {row['validation']:.4f}" if "validation" in row else ""
-                description = f"sequence model: epoch {epoch} loss {row['loss']:.3f}{note}"
+                description = f"{name}: epoch {epoch} loss {row['loss']:.3f}{note}"
                 bar.update(task, advance=1, description=description)
                 if progress and note and not bar.console.is_terminal:  # a log file gets a line per validation
                     bar.console.log(f"{description} ({elapsed / 60:.1f} min)")
                 if stop:
-                    report.notes.append(f"early stop after {epoch} epochs: no better validation in {opts.patience} passes")
+                    report.notes.append(f"{name}: early stop after {epoch} epochs: no better validation in "
+                                        f"{opts.patience} passes")
                     break
                 over_budget = opts.time_budget_minutes is not None and elapsed > opts.time_budget_minutes * 60
                 if agree([float(over_budget)], world)[0]:
-                    report.notes.append(f"stopped at the time budget ({opts.time_budget_minutes} min) after {epoch} epochs")
+                    report.notes.append(f"{name}: stopped at the time budget ({opts.time_budget_minutes} min) "
+                                        f"after {epoch} epochs")
                     break
         if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.net.eval()
-        self._table = None
-        if opts.time_signals and data.times is not None and validate is not None:
-            self._fit_time_signals(data, settings, validate, report, rank, world)
-        report.train_seconds = time.perf_counter() - start
-        return report
+            net.load_state_dict(best_state)
+        net.eval()
+        self._tables = None
 
     def refit(self, data: Interactions, settings: Settings) -> None:
         """The network stays as validation chose it; its popularity (for users without history) and
@@ -320,62 +352,72 @@ class SequenceModel(Recommender):
         assert self.net is not None and self.popularity is not None, "fit the model first"
         if content is None:
             return False
-        try:  # the network says whether it can: it fused content, and the rows have its layout
-            self.net.grow(torch.from_numpy(np.asarray(content, dtype=np.float32)))
+        try:  # the networks say whether they can: they fused content, and the rows have its layout
+            for net in self.nets:  # all alike: the first refuses before any grows
+                net.grow(torch.from_numpy(np.asarray(content, dtype=np.float32)))
         except ValueError:
             return False
         self.popularity = np.concatenate([self.popularity, np.zeros(len(content))])
         if self.clock is not None:
             self.clock.n_items = self.net.n_items
-        self._table = None
+        self._tables = None
         return True
 
     # -- scoring --------------------------------------------------------------------------------
     def score(self, queries: Queries) -> torch.Tensor:
         assert self.net is not None and self.popularity is not None, "fit the model first"
-        self.net.eval()
+        net = self.net
         with torch.inference_mode():
-            if self._table is None:
-                self._table = self.net.item_table()  # once per loaded model, not per request
+            for member in self.nets:
+                member.eval()
+            if self._tables is None:  # once per loaded model, not per request
+                self._tables = [member.item_table() for member in self.nets]
             parts = []
             for start in range(0, len(queries), SCORE_BATCH):
                 part = queries.slice(start, start + SCORE_BATCH)
-                width = max(1, min(self.net.max_len, max((len(h) for h in part.histories), default=1)))
-                context = part.context(self.profile_width) if self.net.context_projection is not None else None
-                hidden = self.net.last_hidden(padded(part.histories, width), self._table,
-                                              None if context is None else torch.from_numpy(context))
-                scores = torch.log_softmax(self.net.logits(hidden, self._table), dim=1)
+                width = max(1, min(net.max_len, max((len(h) for h in part.histories), default=1)))
+                context = part.context(self.profile_width) if net.context_projection is not None else None
+                sequences, context = padded(part.histories, width), None if context is None else torch.from_numpy(context)
+                scores = sum(torch.log_softmax(member.logits(member.last_hidden(sequences, table, context), table), dim=1)
+                             for member, table in zip(self.nets, self._tables, strict=True)) / len(self.nets)
                 signals = self.time_signals(part)
                 if signals is not None:
                     scores = scores + signals
                 parts.append(cold_start(scores, part.histories, self.popularity))
-        return torch.cat(parts) if parts else torch.zeros(0, self.net.n_items + 1)
+        return torch.cat(parts) if parts else torch.zeros(0, net.n_items + 1)
 
     # -- saving ---------------------------------------------------------------------------------
     def config(self) -> dict:
-        assert self.net is not None
-        return {"n_items": self.net.n_items, "content_features": None if self.net.content is None
-                else int(self.net.content.shape[1]), "options": self.options, "blend": self.blend,
-                "context_features": 0 if self.net.context_projection is None else CONTEXT_FEATURES + self.profile_width,
-                "profile_features": self.profile_width}
+        net = self.net
+        assert net is not None
+        return {"n_items": net.n_items, "content_features": None if net.content is None
+                else int(net.content.shape[1]), "options": self.options, "blend": self.blend,
+                "context_features": 0 if net.context_projection is None else CONTEXT_FEATURES + self.profile_width,
+                "profile_features": self.profile_width, "networks": len(self.nets)}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         assert self.net is not None and self.popularity is not None
         clock = {} if self.clock is None else {f"clock.{k}": v for k, v in self.clock.tensors().items()}
-        return {**{f"net.{k}": v for k, v in self.net.state_dict().items()},
+        # The first network's tensors are "net.*" (as before ensembles), the others' "net1.*", ...
+        nets = {f"net{i or ''}.{k}": v for i, net in enumerate(self.nets) for k, v in net.state_dict().items()}
+        return {**nets,
                 "popularity": torch.as_tensor(self.popularity), **clock}
 
     @classmethod
     def restore(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "SequenceModel":
         opts = config["options"]
-        content = tensors.get("net.content")
-        net = SASRecNet(int(config["n_items"]), int(opts["max_len"]), int(opts["dim"]), int(opts["blocks"]),
-                        int(opts["heads"]), float(opts["dropout"]), content if config.get("content_features") else None,
-                        int(config.get("context_features", 0)))
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        nets = []
+        for i in range(int(config.get("networks", 1))):
+            prefix = f"net{i or ''}."
+            content = tensors.get(f"{prefix}content")
+            net = SASRecNet(int(config["n_items"]), int(opts["max_len"]), int(opts["dim"]), int(opts["blocks"]),
+                            int(opts["heads"]), float(opts["dropout"]), content if config.get("content_features") else None,
+                            int(config.get("context_features", 0)))
+            net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            nets.append(net.eval())
         clock = None
         if "clock.items" in tensors:
             clock = ItemClock.restore({k[6:]: v for k, v in tensors.items() if k.startswith("clock.")},
                                       int(config["n_items"]))
-        return cls(net.eval(), tensors["popularity"].numpy(), opts, clock, config.get("blend"),
+        return cls(nets, tensors["popularity"].numpy(), opts, clock, config.get("blend"),
                    int(config.get("profile_features", 0)))

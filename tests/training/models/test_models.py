@@ -18,7 +18,7 @@ from training.models.base import PROFILE_FIELDS, profile_vectors
 from training.models.ranking import exclude_seen, top_k
 from training.models.item_matrix import EASE, ItemKNN
 from training.models.popularity import ItemClock, Popularity, RecentPopularity
-from training.models.sequence import SequenceModel
+from training.models.sequence import SequenceModel, training_rows
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -134,6 +134,52 @@ def test_sequence_model_early_stops_and_keeps_the_best_state(world, quick):
     report = model.fit(world, time_blind(quick), validate=validate, progress=False)
     assert report.chosen == {"epoch": 10.0}, "the second validation pass (epoch 10) was the best"
     assert report.epochs == 25 and any("early stop" in note for note in report.notes)
+
+
+def with_sequence(settings, **options):
+    return settings.model_copy(update={"sequence": settings.sequence.model_copy(update=options)})
+
+
+def test_an_ensemble_averages_networks_each_chosen_on_validation(world, quick):
+    settings = with_sequence(quick, ensemble=2, epochs=10, time_signals=False)
+    scored_by = []
+
+    def validate(model):
+        scored_by.append(len(model.nets))
+        return [0.3, 0.2, 0.1, 0.4, 0.5][len(scored_by) - 1]
+
+    model = SequenceModel()
+    report = model.fit(world, settings, validate=validate, progress=False)
+    assert scored_by == [1, 1, 1, 1, 2], "each network on its own validation passes, then the ensemble once"
+    assert report.chosen == {"epoch": 5.0, "epoch_member_1": 10.0}
+    assert {row["member"] for row in report.curve} == {0.0, 1.0} and report.epochs == 20
+    assert any(note.startswith("ensemble of 2 networks: validation 0.5") for note in report.notes)
+    queries = Queries([np.array([3, 4, 5]), np.array([9])])
+    alone = [SequenceModel([net], model.popularity, model.options).score(queries) for net in model.nets]
+    assert not torch.allclose(alone[0], alone[1]), "the networks were trained from different seeds"
+    assert torch.allclose(model.score(queries)[:, 1:], (alone[0] + alone[1])[:, 1:] / 2, atol=1e-6)
+    # Saved and restored whole: both networks come back.
+    again = SequenceModel.restore(json.loads(json.dumps(model.config())), model.tensors())
+    assert len(again.nets) == 2 and torch.equal(again.score(queries), model.score(queries))
+    # The first network is the one a single-network fit trains.
+    single = SequenceModel()
+    single.fit(world, with_sequence(settings, ensemble=1), progress=False)
+    first = SequenceModel()
+    first.fit(world, settings, progress=False)
+    assert all(torch.equal(v, first.nets[0].state_dict()[k]) for k, v in single.net.state_dict().items())
+
+
+def test_training_targets_are_positive_engagements_unless_set_to_all(world):
+    world.positive[0][5] = False  # user 0's sixth interaction: in the input, not a target by default
+    world.positive[1][:] = False  # user 1: nothing positive
+    users, inputs, labels, _ = training_rows(world, 8)
+    assert users[:2] == [0, 2], "a user without a positive engagement has nothing to learn from"
+    sequence, first = world.sequences[0][-9:], len(world.sequences[0]) - 9  # the last max_len + 1 items
+    assert inputs[0].tolist() == sequence[:-1].tolist()
+    # label k is the item at window position k + 1: the sixth interaction is label 5 - first - 1
+    assert labels[0].tolist() == [0 if k == 5 - first - 1 else item for k, item in enumerate(sequence[1:].tolist())]
+    users, _, labels, _ = training_rows(world, 8, all_targets=True)
+    assert users[:2] == [0, 1] and labels[0].tolist() == sequence[1:].tolist()
 
 
 def test_sequence_model_is_deterministic_with_a_seed(world, quick):
