@@ -5,6 +5,7 @@ correction), early-stopped on the validation metric."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
 from typing import TYPE_CHECKING
@@ -70,6 +71,14 @@ def training_rows(data: Interactions, max_len: int, context: bool = False, profi
                 rows = np.concatenate([rows, data.profiles[user][-(max_len + 1):][1:]], axis=1)  # type: ignore[index]
             contexts.append(rows)
     return users, inputs, labels, (contexts if context else None)
+
+
+def canonical_order(inputs: list[np.ndarray], labels: list[np.ndarray]) -> list[int]:
+    """Row positions sorted by a digest of each row's items and labels: the same rows in any order
+    come out the same (identical rows are interchangeable)."""
+    digests = [hashlib.blake2b(x.astype(np.int64).tobytes() + b"|" + y.astype(np.int64).tobytes(),
+                               digest_size=16).digest() for x, y in zip(inputs, labels, strict=True)]
+    return sorted(range(len(digests)), key=digests.__getitem__)
 
 
 def softmax_gradient(logits: torch.Tensor, targets: torch.Tensor, log_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,8 +192,10 @@ class SequenceModel(Recommender):
         if not inputs:
             raise ValueError("no training sequences: every user has fewer than two interactions")
         # Under torchrun each rank trains on its own shard of users; DDP averages the gradients.
+        # Users are taken in an order of their own rows, not of their ids: ids are pseudonyms keyed
+        # per data home, and batches (so the trained network) would otherwise differ between homes.
         rank, world = distributed()
-        mine = range(rank, len(inputs), world)
+        mine = canonical_order(inputs, labels)[rank::world]
         self.shard = [users[i] for i in mine]  # which users this process trained on
         rows = ([inputs[i] for i in mine], [labels[i] for i in mine],
                 None if contexts is None else [contexts[i] for i in mine])

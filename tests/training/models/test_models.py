@@ -190,6 +190,19 @@ def test_sequence_model_is_deterministic_with_a_seed(world, quick):
     assert torch.equal(a.score(q), b.score(q))
 
 
+def test_sequence_model_trains_the_same_whatever_the_order_of_users(world, quick):
+    """User ids are pseudonyms keyed per data home, so the order users come in must not matter."""
+    a = SequenceModel()
+    a.fit(world, quick, progress=False)
+    order = np.random.default_rng(1).permutation(len(world.sequences))
+    shuffled = Interactions(world.item_ids, [world.sequences[i] for i in order], [world.positive[i] for i in order],
+                            [world.times[i] for i in order])
+    b = SequenceModel()
+    b.fit(shuffled, quick, progress=False)
+    q = Queries([np.array([1, 2, 3]), np.array([17])])
+    assert torch.equal(a.score(q), b.score(q))
+
+
 def test_sequence_model_answers_the_same_whatever_the_batch(world, quick):
     """Invariance: a user's scores do not depend on who else is in the batch (padding is masked)."""
     model = SequenceModel()
