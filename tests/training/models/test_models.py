@@ -119,8 +119,12 @@ def test_sequence_model_learns_what_comes_next(world, quick):
     assert popularity.score(Queries(histories)).argmax(dim=1).tolist() != [6, 12]
 
 
+def with_sequence(settings, **options):
+    return settings.model_copy(update={"sequence": settings.sequence.model_copy(update=options)})
+
+
 def time_blind(settings):
-    return settings.model_copy(update={"sequence": settings.sequence.model_copy(update={"time_signals": False})})
+    return with_sequence(settings, time_signals=False)
 
 
 def test_sequence_model_early_stops_and_keeps_the_best_state(world, quick):
@@ -134,10 +138,6 @@ def test_sequence_model_early_stops_and_keeps_the_best_state(world, quick):
     report = model.fit(world, time_blind(quick), validate=validate, progress=False)
     assert report.chosen == {"epoch": 10.0}, "the second validation pass (epoch 10) was the best"
     assert report.epochs == 25 and any("early stop" in note for note in report.notes)
-
-
-def with_sequence(settings, **options):
-    return settings.model_copy(update={"sequence": settings.sequence.model_copy(update=options)})
 
 
 def test_an_ensemble_averages_networks_each_chosen_on_validation(world, quick):
