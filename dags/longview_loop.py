@@ -60,7 +60,7 @@ def longview_loop() -> None:
         from longview.pipeline import promote as promote_step
         from longview.settings import get_settings
 
-        return asdict(promote_step(get_settings()))
+        return asdict(promote_step(get_settings(), trigger="airflow"))
 
     ingest() >> features() >> train() >> promote()
 

@@ -175,5 +175,13 @@ def accuracy(settings: Settings, root: Path | None = None, **options) -> Iterato
     return run(settings, root, **options)
 
 
+def long_term_value(settings: Settings, root: Path | None = None, **options) -> Iterator[str]:
+    """The long-term value head against its baseline on one real dataset (training/value_benchmark.py)."""
+    from training.value_benchmark import long_term_value as run
+
+    return run(settings, root, **options)
+
+
 BENCHMARKS: dict[str, Callable[..., Iterator[str]]] = {"validation": validation, "features": features,
-                                                       "contract": contract, "accuracy": accuracy}
+                                                       "contract": contract, "accuracy": accuracy,
+                                                       "long-term-value": long_term_value}

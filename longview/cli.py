@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import asdict, is_dataclass
@@ -125,11 +126,12 @@ def _unexpected(exc: Exception) -> None:
 
 @app.command()
 def bench(
-    name: Annotated[str, typer.Argument(help="validation, features, contract or accuracy")],
+    name: Annotated[str, typer.Argument(help="validation, features, contract, accuracy or long-term-value")],
     root: Annotated[Path | None, typer.Option(help="where the benchmark's own data homes go (default: HOME/bench)")] = None,
     examples: Annotated[int, typer.Option(min=1, help="contract: how many random examples to try")] = 500,
-    dataset: Annotated[str, typer.Option(help="accuracy: the dataset, as for `longview data prepare`")] = "ml-1m-sasrec",
-    source: Annotated[Path | None, typer.Option(help="accuracy: a folder holding the dataset")] = None,
+    dataset: Annotated[str | None, typer.Option(help="accuracy, long-term-value: the dataset, as for `longview data "
+                                                     "prepare` (default ml-1m-sasrec and ml-100k)")] = None,
+    source: Annotated[Path | None, typer.Option(help="accuracy, long-term-value: a folder holding the dataset")] = None,
     protocol: Annotated[str, typer.Option(help="accuracy: loo (leave-one-out) or temporal")] = "loo",
     dump_topk: Annotated[Path | None, typer.Option(help="accuracy: write each test user's top 10 here")] = None,
     models: Annotated[str | None, typer.Option(help="accuracy: comma-separated models (default: all)")] = None,
@@ -145,8 +147,10 @@ def bench(
     if name == "accuracy":
         if protocol not in ("loo", "temporal"):
             _fail(f"unknown protocol {protocol!r}: expected loo or temporal", 2)
-        options = {"dataset": dataset, "source": source, "protocol": protocol, "dump_topk": dump_topk,
+        options = {"dataset": dataset or "ml-1m-sasrec", "source": source, "protocol": protocol, "dump_topk": dump_topk,
                    "models": models.split(",") if models else None}
+    if name == "long-term-value":
+        options = {"dataset": dataset or "ml-100k", "source": source}
     try:
         for line in BENCHMARKS[name](get_settings(), root, **options):
             typer.echo(line)
@@ -177,11 +181,23 @@ def train(epochs: Annotated[int | None, typer.Option(min=0, help="override the s
 
 
 @app.command()
-def promote() -> None:
-    """Move @champion to @challenger if it is at least as good on the same holdout."""
-    from longview.pipeline import promote as promote_step
+def promote(
+    rollback: Annotated[bool, typer.Option("--rollback", help="point @champion back at the previous champion")] = False,
+    to_version: Annotated[str | None, typer.Option(help="with --rollback: the version to restore")] = None,
+) -> None:
+    """Move @champion to @challenger if it passes every rule of the gate on the same holdout; or,
+    with --rollback, restore the previous (or a named) champion. Every decision goes to the audit
+    log (LONGVIEW_HOME/registry/audit.jsonl and the version's tags)."""
+    from longview import pipeline
 
-    _run_step(promote_step)
+    if to_version is not None and not rollback:
+        _fail("--to-version goes with --rollback", 2)
+    if to_version is not None and not re.fullmatch(r"[1-9][0-9]{0,9}", to_version.strip()):
+        _fail(f"--to-version must be a version number, got {to_version!r}", 2)
+    if rollback:
+        _run_step(lambda s: pipeline.rollback(s, to_version))
+    else:
+        _run_step(pipeline.promote)
 
 
 def _run_step(step) -> None:

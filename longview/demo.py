@@ -50,8 +50,8 @@ def run_demo(settings: Settings, epochs: int | None = None) -> None:
     _show(pipeline.build_features(settings))
     _step(f"4/6 train: the {settings.model} model on a temporal split, beside every baseline, MLflow @challenger")
     _show(pipeline.train(settings, epochs))
-    _step("5/6 promote: the gate moves @champion only if the challenger is at least as good")
-    promotion = pipeline.promote(settings)
+    _step("5/6 promote: the gate moves @champion only if the challenger passes every rule")
+    promotion = pipeline.promote(settings, trigger="demo")
     _show(promotion)
 
     _step("6/6 serve the @champion with BentoML and query it over HTTP")

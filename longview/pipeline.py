@@ -169,10 +169,16 @@ def train(settings: Settings, epochs: int | None = None):
     return fit_and_register(settings, epochs)
 
 
-def promote(settings: Settings):
+def promote(settings: Settings, trigger: str = "cli"):
     from training.promotion import promote as gate
 
-    return gate(settings)
+    return gate(settings, trigger)
+
+
+def rollback(settings: Settings, to_version: str | None = None, trigger: str = "cli"):
+    from training.promotion import rollback as restore
+
+    return restore(settings, to_version, trigger)
 
 
 def generate_synthetic(settings: Settings, out_dir: Path | None = None, batches: int = 2) -> list[Path]:

@@ -85,6 +85,42 @@ class SequenceSettings(BaseModel):
     time_signals: bool = Field(default=True, description="blend in popularity at the request time")
 
 
+class ValueSettings(BaseModel):
+    """The long-term value head (``LONGVIEW_VALUE__RETURN_DAYS=14`` and so on): after a visit, will
+    the user return within ``return_days``, and when. It shares the sequence model's encoder and
+    trains with it (multi-task); it is off where the data has no real time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="train the value head where the data has real times")
+    return_days: float = Field(default=7.0, gt=0, le=365, description="H: return within this many days")
+    # Time to return is modelled up to this many days (a discrete-time hazard over bins); longer gaps
+    # count as "not back by then" (censored). Instacart caps its gaps at 30 days, so 30 loses nothing there.
+    horizon_days: float = Field(default=30.0, gt=0, le=3650, description="time to return is modelled up to here")
+    # The head's survival loss is added to the next-item cross-entropy with this weight.
+    loss_weight: float = Field(default=0.5, gt=0, le=100)
+    # Then the head alone is fitted on the trained encoder's states at every visit (full batch).
+    head_steps: int = Field(default=1000, ge=0, le=100_000, description="full-batch steps fitting the head")
+    head_learning_rate: float = Field(default=3e-3, gt=0)
+    bootstrap_samples: int = Field(default=1000, ge=100, le=100_000, description="resamples of users for intervals")
+
+    @model_validator(mode="after")
+    def _within_horizon(self) -> "ValueSettings":
+        if self.return_days > self.horizon_days:
+            raise ValueError(f"return_days ({self.return_days}) must not exceed horizon_days ({self.horizon_days})")
+        return self
+
+
+class GateSettings(BaseModel):
+    """The promotion gate's rules (training/promotion.py), each named in its verdicts and the audit
+    log (``LONGVIEW_GATE__ACCURACY_TOLERANCE=0.01`` and so on)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # not_worse_than_champion: the challenger's holdout NDCG@10 may be this much below the champion's.
+    accuracy_tolerance: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LONGVIEW_", env_nested_delimiter="__", extra="forbid")
 
@@ -132,6 +168,8 @@ class Settings(BaseSettings):
     # leave it out for catalogues of tens of thousands of items), e.g. LONGVIEW_BASELINES='["popularity"]'.
     baselines: list[ModelName] = Field(default=["popularity", "recent_popularity", "ease", "item_knn"])
     sequence: SequenceSettings = SequenceSettings()
+    value: ValueSettings = ValueSettings()
+    gate: GateSettings = GateSettings()
     # Positive engagement (labels and metrics): clicks and purchases always; a rating from this
     # value up; a view from this dwell up. Sequences still hold every interaction as input.
     positive_min_rating: float = 4.0

@@ -85,6 +85,23 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def prepare(home: Settings, dataset: str, source: Path | None, real_time: bool, progress: bool) -> Iterator[str]:
+    """The dataset ingested into the benchmark's data home, its features written and applied to
+    Feast; a line per step."""
+    from longview.feature_store import apply
+    from longview.features import write_feature_tables
+    from longview.pipeline import prepare_dataset
+
+    start = time.perf_counter()
+    summary = prepare_dataset(home, dataset, source)
+    yield (f"{dataset}: {summary['accepted']:,} events accepted, {summary['quarantined']:,} quarantined "
+           f"({time.perf_counter() - start:.0f} s); {'real' if real_time else 'ordinal (order only)'} event times")
+    start = time.perf_counter()
+    write_feature_tables(home, progress=progress)
+    apply(home)
+    yield f"features written and applied to Feast ({time.perf_counter() - start:.0f} s)"
+
+
 def accuracy(settings: Settings, root: Path | None = None, dataset: str = "ml-1m-sasrec", source: Path | None = None,
              protocol: str = "loo", dump_topk: Path | None = None, models: list[str] | None = None,
              progress: bool = True) -> Iterator[str]:
@@ -92,9 +109,6 @@ def accuracy(settings: Settings, root: Path | None = None, dataset: str = "ml-1m
     model under ``protocol`` and compare them user by user (paired bootstrap)."""
     from longview import datasets
     from longview.bench import bench_home
-    from longview.features import write_feature_tables
-    from longview.feature_store import apply
-    from longview.pipeline import prepare_dataset
     from training.evaluation import bootstrap_interval, paired_difference
     from training.models import BASELINES, MODELS
 
@@ -108,14 +122,7 @@ def accuracy(settings: Settings, root: Path | None = None, dataset: str = "ml-1m
     if protocol == "temporal" and not real_time:
         raise ValueError(f"the temporal protocol needs real event times; {dataset} only orders its events")
     home = bench_home(settings, f"accuracy-{dataset}-{protocol}", root)
-    start = time.perf_counter()
-    summary = prepare_dataset(home, dataset, source)
-    yield (f"{dataset}: {summary['accepted']:,} events accepted, {summary['quarantined']:,} quarantined "
-           f"({time.perf_counter() - start:.0f} s); {'real' if real_time else 'ordinal (order only)'} event times")
-    start = time.perf_counter()
-    write_feature_tables(home, progress=progress)
-    apply(home)
-    yield f"features written and applied to Feast ({time.perf_counter() - start:.0f} s)"
+    yield from prepare(home, dataset, source, real_time, progress)
 
     runs: dict[str, ModelRun] = {}
     for name in names:

@@ -23,6 +23,10 @@ K = 10
 BATCH = 512
 
 
+class NaNScores(ValueError):
+    """A model scored some item NaN: its ranking is undefined."""
+
+
 @dataclass
 class Evaluation:
     users: list[str]
@@ -82,7 +86,7 @@ def evaluate(model: Scorer, holdout: Holdout, n_items: int, k: int = K, exclude:
         part = holdout.queries.slice(start, start + BATCH)
         scores = exclude_seen(model.score(part).float(), part.histories, exclude)
         if torch.isnan(scores).any():
-            raise ValueError(f"{model.name} produced NaN scores")
+            raise NaNScores(f"{model.name} produced NaN scores")
         best = top_k(scores, k)
         top[start:start + len(part)] = best.numpy()
         for row in range(len(part)):

@@ -51,3 +51,29 @@ def learning_curve(curve: list[dict[str, float]], path: Path) -> Path | None:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def retention_curve(report, title: str, path: Path) -> Path:
+    """The share of visits not yet followed by a return, by days since the visit: observed
+    (Kaplan-Meier, censoring respected) against the value head's mean forecast, and the
+    baseline's mean chance of a return within H as a point (training/long_term_value.ValueReport)."""
+    import numpy as np
+    from lifelines import KaplanMeierFitter
+
+    plt = _pyplot()
+    forecast, visits = report.forecast, report.holdout
+    horizon = float(forecast.horizon_days)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    observed = KaplanMeierFitter().fit(np.minimum(visits.days, horizon), visits.returned & (visits.days <= horizon))
+    ax.step(observed.survival_function_.index, observed.survival_function_.iloc[:, 0], where="post",
+            label="observed (Kaplan-Meier)")
+    ax.plot(forecast.edges, np.r_[1.0, forecast.survival.mean(axis=0)], marker="o", label="value head (mean forecast)")
+    if report.baseline_within is not None:
+        ax.plot([forecast.return_days], [1.0 - float(np.mean(report.baseline_within))], marker="s", linestyle="none",
+                label=f"baseline at {forecast.return_days:g} days")
+    ax.set(xlabel="days since the visit", ylabel="share not yet back", title=title, xlim=(0, horizon), ylim=(0, 1.02))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -24,7 +24,7 @@ import pandas as pd
 
 from longview.features import engagements, tie_ordered
 from longview.settings import Settings
-from training.models.base import Interactions, Queries
+from training.models.base import VISIT_GAP_SECONDS, Interactions, Queries
 
 PROTOCOLS = ("loo", "temporal")
 # (user ids, Unix seconds) -> profile vectors as known just before each time (training/user_profiles.py)
@@ -81,24 +81,50 @@ def item_index(catalogue_ids: list[str], events: pd.DataFrame) -> list[str]:
 
 
 @dataclass
-class _User:
+class UserSequence:
     user: str
     items: np.ndarray
     positive: np.ndarray
     times: np.ndarray
+    visits: np.ndarray  # True where a visit (session) starts
     profiles: np.ndarray | None = None  # per position: the profile just before that event
 
 
-def _users(eng: pd.DataFrame, index: dict[str, int]) -> list[_User]:
+def visit_starts(eng: pd.DataFrame) -> np.ndarray:
+    """Per engagement row (by user and time): whether it starts a visit: a user's first row, a new
+    session id, or, where the data has no session ids, VISIT_GAP_SECONDS of silence."""
+    users = eng["user_id"].to_numpy()
+    session = eng["session_id"].to_numpy(dtype=object) if "session_id" in eng else np.full(len(eng), None)
+    times = eng["timestamp"].astype("int64").to_numpy() / 1e9
+    first = np.r_[True, users[1:] != users[:-1]]
+    known = pd.notna(session)
+    both = np.r_[False, known[1:] & known[:-1]]
+    changed = np.r_[True, session[1:] != session[:-1]]
+    silent = np.r_[True, np.diff(times) > VISIT_GAP_SECONDS]
+    return first | np.where(both, changed, silent)
+
+
+def user_sequences(eng: pd.DataFrame, index: dict[str, int]) -> list[UserSequence]:
     items = eng["item_id"].map(index).to_numpy(dtype=np.int64)
     positive = eng["positive"].to_numpy(dtype=bool)
     times = eng["timestamp"].astype("int64").to_numpy() / 1e9
+    visits = visit_starts(eng)
     bounds = np.flatnonzero(np.r_[True, eng["user_id"].to_numpy()[1:] != eng["user_id"].to_numpy()[:-1], True])
     users = eng["user_id"].to_numpy()
-    return [_User(str(users[a]), items[a:b], positive[a:b], times[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [UserSequence(str(users[a]), items[a:b], positive[a:b], times[a:b], visits[a:b])
+            for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _with_profiles(users: list[_User], profiles: ProfileSource | None) -> None:
+def final_profiles(users: list[UserSequence], ends: list[int], profiles: ProfileSource | None) -> np.ndarray | None:
+    """Per user, the profile just after the event at position ``end - 1`` (what Feast held once
+    that visit was over), in one lookup; None without a profile source."""
+    if profiles is None or not users:
+        return None
+    last = np.array([u.times[e - 1] for u, e in zip(users, ends, strict=True)])
+    return profiles([u.user for u in users], last + 1.0)  # the source looks a second before the time
+
+
+def _with_profiles(users: list[UserSequence], profiles: ProfileSource | None) -> None:
     """Every position's profile, in one lookup for all users."""
     if profiles is None or not users:
         return
@@ -119,7 +145,7 @@ def _holdout(rows: list[tuple[str, np.ndarray, np.ndarray, float, float, np.ndar
                    [r[2] for r in rows])
 
 
-def _profiles_of(users: list[_User], end: list[int]) -> list[np.ndarray] | None:
+def _profiles_of(users: list[UserSequence], end: list[int]) -> list[np.ndarray] | None:
     if not users or users[0].profiles is None:
         return None
     return [u.profiles[:e] for u, e in zip(users, end, strict=True)]  # type: ignore[index]
@@ -129,9 +155,10 @@ def loo_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Settings
               content: np.ndarray | None = None, profiles: ProfileSource | None = None) -> Split:
     eng = ordered_engagements(events, settings)
     ids = item_index(catalogue_ids, eng)
-    users = _users(eng, {item: i + 1 for i, item in enumerate(ids)})
+    users = user_sequences(eng, {item: i + 1 for i, item in enumerate(ids)})
     _with_profiles(users, profiles if real_time else None)
     train_seq, train_pos, train_times, cuts, val, test = [], [], [], [], [], []
+    data_end = max(float(u.times[-1]) for u in users) if users else 0.0
     for u in users:
         where = np.flatnonzero(u.positive)
         if len(where) >= 2 and where[-2] > 0:
@@ -150,10 +177,15 @@ def loo_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Settings
         raise ValueError("leave-one-out needs users with at least two positive engagements after their first event")
     train = Interactions(ids, train_seq, train_pos, train_times if real_time else None, content,
                          _profiles_of(users, cuts))
+    if real_time:  # a user's sequence is complete until their held-out item (or the data's end)
+        train.visits = [u.visits[:c] for u, c in zip(users, cuts, strict=True)]
+        train.observed_until = np.array([u.times[c] if c < len(u.items) else data_end
+                                         for u, c in zip(users, cuts, strict=True)])
+        train.final_profiles = final_profiles(users, cuts, profiles)
     return Split("loo", train, _holdout(val, real_time), _holdout(test, real_time))
 
 
-def _new_positives(u: _User, start: int, stop: int, exclude_seen: bool) -> np.ndarray:
+def _new_positives(u: UserSequence, start: int, stop: int, exclude_seen: bool) -> np.ndarray:
     """The distinct items ``u`` engaged with positively in positions [start, stop), less those seen
     before ``start`` when seen items are excluded."""
     items = u.items[start:stop][u.positive[start:stop]]
@@ -172,11 +204,11 @@ def temporal_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Set
     split = pd.Timestamp(eng["timestamp"].quantile(1.0 - share))
     validation_time = pd.Timestamp(eng["timestamp"].quantile(1.0 - share - validation_share))
     ids = item_index(catalogue_ids, eng)
-    users = _users(eng, {item: i + 1 for i, item in enumerate(ids)})
+    users = user_sequences(eng, {item: i + 1 for i, item in enumerate(ids)})
     _with_profiles(users, profiles)
     split_s, validation_s = split.value / 1e9, validation_time.value / 1e9
-    train: tuple[list, list, list, list] = ([], [], [], [])
-    refit: tuple[list, list, list, list] = ([], [], [], [])
+    train: tuple[list, list, list, list, list] = ([], [], [], [], [])
+    refit: tuple[list, list, list, list, list] = ([], [], [], [], [])
     val, test = [], []
     for u in users:
         before = int(np.searchsorted(u.times, split_s, side="right"))
@@ -192,6 +224,7 @@ def temporal_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Set
                 part[1].append(u.positive[:end])
                 part[2].append(u.times[:end])
                 part[3].append(None if u.profiles is None else u.profiles[:end])
+                part[4].append(u)
         if cut:
             between = _new_positives(u, cut, before, settings.exclude_seen)
             if len(between):
@@ -206,10 +239,14 @@ def temporal_split(events: pd.DataFrame, catalogue_ids: list[str], settings: Set
         val = [(*r[:5], p) for r, p in zip(val, matrix[:len(val)], strict=True)]
         test = [(*r[:5], p) for r, p in zip(test, matrix[len(val):], strict=True)]
 
-    def interactions(part: tuple[list, list, list, list]) -> Interactions:
-        return Interactions(ids, part[0], part[1], part[2], content, None if profiles is None else part[3])
-    return Split("temporal", interactions(train), _holdout(val, True), _holdout(test, True), split,
-                 interactions(refit))
+    def interactions(part: tuple[list, list, list, list, list], until: float) -> Interactions:
+        ends = [len(seq) for seq in part[0]]
+        return Interactions(ids, part[0], part[1], part[2], content, None if profiles is None else part[3],
+                            visits=[u.visits[:e] for u, e in zip(part[4], ends, strict=True)],
+                            observed_until=np.full(len(ends), until),
+                            final_profiles=final_profiles(part[4], ends, profiles))
+    return Split("temporal", interactions(train, validation_s), _holdout(val, True), _holdout(test, True), split,
+                 interactions(refit, split_s))
 
 
 def split_from_store(settings: Settings, protocol: str, real_time: bool, profiles: bool = True):

@@ -31,6 +31,7 @@ class TrainResult:
     metrics: dict[str, float | None] = field(default_factory=dict)
     baselines: dict[str, dict[str, float | None]] = field(default_factory=dict)
     fit: dict = field(default_factory=dict)
+    value: dict = field(default_factory=dict)  # the value head's figures ({}: no head)
 
 
 def dataset_marker(settings: Settings) -> dict:
@@ -85,6 +86,9 @@ def train(settings: Settings, epochs: int | None = None, progress: bool = True) 
     if rank != 0:
         return result
 
+    from training.gate_holdout import GateHoldout, holdout_key
+
+    GateHoldout.of(split, holdout_key(settings, protocol)).save(settings)  # the gate reuses it
     n, popularity = split.train.n_items, split.known.counts()
     metrics = evaluate(model, split.test, n, K, settings.exclude_seen, popularity, content.genres).summary()
     baselines = {}
@@ -95,21 +99,36 @@ def train(settings: Settings, epochs: int | None = None, progress: bool = True) 
         fit_on_split(baseline, split, settings, progress=False)
         baselines[name] = evaluate(baseline, split.test, n, K, settings.exclude_seen, popularity,
                                    content.genres).summary()
+    value = _value_report(settings, split, model)  # the long-term value head against its churn baseline
     result.metrics, result.baselines = metrics, baselines
+    result.value = {} if value is None else value.figures()
     result.run_id, result.model_version = _log_and_register(settings, protocol, split, model, report, metrics,
-                                                            baselines)
+                                                            baselines, value)
     settings.train_dir.mkdir(parents=True, exist_ok=True)
     (settings.train_dir / "metrics.json").write_text(json.dumps(asdict(result), indent=2, default=str))
     return result
 
 
+def _value_report(settings: Settings, split, model):
+    """The value head on the holdout's visits against the churn baseline (no intervals: the
+    benchmark has them), or None without a head; a baseline that cannot be fitted (too few
+    visits of one outcome) leaves a note, not a failed training run."""
+    from training.long_term_value import evaluate_head
+
+    try:
+        return evaluate_head(settings, split, model, samples=0)
+    except ValueError as exc:
+        print(f"long-term value head not evaluated: {exc}")
+        return None
+
+
 def _log_and_register(settings: Settings, protocol: str, split, model, report, metrics: dict,
-                      baselines: dict) -> tuple[str, str]:
+                      baselines: dict, value=None) -> tuple[str, str]:
     import mlflow
 
     from training.evaluation import K
     from training.packaging import log_packaged_model
-    from training.plots import bars, learning_curve
+    from training.plots import bars, learning_curve, retention_curve
 
     client = mlflow_client(settings)
     ndcg = f"ndcg_at_{K}"
@@ -131,10 +150,14 @@ def _log_and_register(settings: Settings, protocol: str, split, model, report, m
         mlflow.log_metrics({key: float(v) for key, v in metrics.items() if v is not None})
         for name, figures in baselines.items():
             mlflow.log_metrics({f"{name}.{key}": float(v) for key, v in figures.items() if v is not None})
+        if value is not None:
+            mlflow.log_metrics({f"value.{k}": v for k, v in value.metrics().items()})
         scores = {settings.model: metrics[ndcg], **{name: b[ndcg] for name, b in baselines.items()}}
         plots = [bars(scores, "NDCG@10", f"holdout ({protocol}): the model against every baseline",
                       Path(tmp) / "model_vs_baselines.png"),
-                 learning_curve(report.curve, Path(tmp) / "learning_curve.png")]
+                 learning_curve(report.curve, Path(tmp) / "learning_curve.png"),
+                 None if value is None else retention_curve(value, "holdout: visits after the split",
+                                                            Path(tmp) / "retention_curve.png")]
         for plot in plots:
             if plot is not None:
                 mlflow.log_artifact(str(plot), artifact_path="plots")

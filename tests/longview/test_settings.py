@@ -85,3 +85,21 @@ def test_the_baselines_train_evaluates_are_a_setting(monkeypatch, tmp_path):
     monkeypatch.setenv("LONGVIEW_BASELINES", '["gru"]')
     with pytest.raises(ValidationError, match="baselines"):
         get_settings()
+
+
+def test_the_value_head_settings_refuse_what_cannot_be_modelled(monkeypatch, tmp_path):
+    import pytest
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("LONGVIEW_HOME", str(tmp_path))
+    monkeypatch.setenv("LONGVIEW_VALUE__RETURN_DAYS", "14")
+    value = get_settings().value
+    assert (value.return_days, value.horizon_days, value.enabled) == (14.0, 30.0, True)
+    for name, bad, match in (("RETURN_DAYS", "45", "must not exceed horizon_days"), ("RETURN_DAYS", "-1", "return_days"),
+                             ("RETURN_DAYS", "nan", "return_days"), ("HORIZON_DAYS", "1e9", "horizon_days"),
+                             ("LOSS_WEIGHT", "0", "loss_weight"), ("BOOTSTRAP_SAMPLES", "5", "bootstrap_samples"),
+                             ("ENABLED", "maybe", "enabled"), ("HORIZONS", "3", "horizons")):
+        monkeypatch.setenv(f"LONGVIEW_VALUE__{name}", bad)
+        with pytest.raises(ValidationError, match=match):
+            get_settings()
+        monkeypatch.delenv(f"LONGVIEW_VALUE__{name}")

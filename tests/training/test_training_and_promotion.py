@@ -13,7 +13,8 @@ import pandas as pd
 
 from longview.settings import PROJECT_ROOT, REGISTERED_MODEL
 from tests.conftest import SMALL_WORLD, longview
-from training.promotion import promote
+from training import audit
+from training.promotion import promote, rollback
 from training.tracking import CHALLENGER, CHAMPION, alias_version, mlflow_client
 from training.train import train
 
@@ -45,7 +46,11 @@ def test_run_records_params_curves_plots_and_lineage(trained):
     for tag in ("data_version", "feature_service", "code_version", "validation", "holdout_split"):
         assert run.data.tags.get(tag), tag
     plots = {a.path for a in client.list_artifacts(version.run_id, "plots")}
-    assert plots == {"plots/model_vs_baselines.png", "plots/learning_curve.png"}
+    assert plots == {"plots/model_vs_baselines.png", "plots/learning_curve.png", "plots/retention_curve.png"}
+    # the long-term value head and its churn baseline on the same visits after the split
+    for who in ("model", "baseline"):
+        assert 0.0 <= run.data.metrics[f"value.{who}.return_auc"] <= 1.0
+        assert 0.0 <= run.data.metrics[f"value.{who}.concordance"] <= 1.0
     assert version.tags["model"] == "sequence"
 
 
@@ -84,6 +89,16 @@ def test_worse_challenger_does_not_move_the_champion(trained):
     assert alias_version(client, CHAMPION).version == before
     tag = json.loads(client.get_model_version(REGISTERED_MODEL, worse.model_version).tags["gate"])
     assert tag["promoted"] is False
+    # each rule's verdict, by name, in the result and in the audit log (file and version tags)
+    assert [(v.rule, v.passed) for v in gate.rules] == [("artifact_loads", True), ("scores_finite", True),
+                                                        ("not_worse_than_champion", False)]
+    entry = audit.read(trained)[-1]
+    assert entry["action"] == "promote" and entry["outcome"] == "refused" and entry["trigger"] == "cli"
+    assert entry["challenger"] == worse.model_version and entry["champion_after"] == str(before)
+    assert entry["metrics"]["challenger"]["ndcg_at_10"] == gate.challenger_score
+    assert entry["metrics"]["holdout"]["reused"] is True, "train saved the holdout of this data version"
+    tags = client.get_model_version(REGISTERED_MODEL, worse.model_version).tags
+    assert json.loads(tags["audit.0001"])["outcome"] == "refused"
 
 
 def test_train_under_torchrun_registers_once_from_rank_zero(trained):
@@ -173,3 +188,71 @@ def test_the_profile_join_answers_as_feasts_own(trained):
             assert ours["active_days"] == theirs["active_days"]
             assert np.allclose(list(ours["taste"]), list(theirs["taste"]))
     assert 0 < len(answered) < len(asks), "requests with and without a profile were both asked"
+
+
+def weights_file(client, version: str):
+    """The registered version's tensors file on disk (the embedded profile keeps artifacts locally)."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    location = Path(urlparse(client.get_model_version_download_uri(REGISTERED_MODEL, version)).path)
+    (weights,) = location.rglob("weights.pt")
+    return weights
+
+
+def test_a_broken_challenger_artifact_is_refused_and_the_champion_untouched(trained):
+    client = mlflow_client(trained)
+    before = alias_version(client, CHAMPION).version
+    blind = trained.sequence.model_copy(update={"time_signals": False})
+    broken = train(trained.model_copy(update={"baselines": [], "sequence": blind}), epochs=0, progress=False)
+    path = weights_file(client, broken.model_version)
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk
+    gate = promote(trained)
+    assert not gate.promoted and alias_version(client, CHAMPION).version == before
+    assert [(v.rule, v.passed) for v in gate.rules] == [("artifact_loads", False)]
+    assert "unreadable or corrupted" in gate.reason and f"version {broken.model_version}" in gate.reason
+    assert audit.read(trained)[-1]["outcome"] == "refused"
+    path.unlink()  # missing altogether: refused the same way
+    missing = promote(trained)
+    assert not missing.promoted and missing.rules[0].rule == "artifact_loads"
+    assert alias_version(client, CHAMPION).version == before
+
+
+def test_a_tie_goes_by_the_rule_and_a_rollback_restores_and_is_audited(trained):
+    client = mlflow_client(trained)
+    first = str(alias_version(client, CHAMPION).version)
+    # the same model trained again: a tie with the champion, which the rule (>= minus tolerance) passes
+    again = train(trained, progress=False)
+    gate = promote(trained)
+    assert gate.promoted and gate.champion == again.model_version, gate.reason
+    assert gate.challenger_score >= gate.champion_score - trained.gate.accuracy_tolerance
+    assert str(alias_version(client, CHAMPION).version) == again.model_version
+    restored = rollback(trained, trigger="test")
+    assert restored.promoted and restored.action == "rollback" and restored.champion == first
+    assert str(alias_version(client, CHAMPION).version) == first
+    entry = audit.read(trained)[-1]
+    assert (entry["action"], entry["outcome"], entry["trigger"]) == ("rollback", "rolled back", "test")
+    assert (entry["champion_before"], entry["champion_after"]) == (again.model_version, first)
+    audited = [json.loads(v) for k, v in client.get_model_version(REGISTERED_MODEL, first).tags.items()
+               if k.startswith("audit.")]
+    assert any(e["action"] == "rollback" for e in audited)
+    # to a named version, and back; nonsense is refused with a reason and nothing moves
+    assert rollback(trained, to_version=again.model_version).champion == again.model_version
+    assert rollback(trained, to_version=first).champion == first
+    for bad, message in (("999", "has no version '999'"), (first, "already is the champion")):
+        try:
+            rollback(trained, to_version=bad)
+        except ValueError as exc:
+            assert message in str(exc)
+        else:
+            raise AssertionError(f"rollback to {bad} was not refused")
+    assert str(alias_version(client, CHAMPION).version) == first
+
+
+def test_promote_options_are_checked(trained):
+    env = {"LONGVIEW_HOME": str(trained.home)}
+    alone = longview("promote", "--to-version", "1", env=env)
+    assert alone.returncode == 2 and "--to-version goes with --rollback" in alone.stderr
+    for bad in ("abc", "-1", "1; rm -rf /", "0"):
+        wrong = longview("promote", "--rollback", "--to-version", bad, env=env)
+        assert wrong.returncode == 2 and "must be a version number" in wrong.stderr and "Traceback" not in wrong.stderr

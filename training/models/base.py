@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the models load without the platform: only training needs s
 DAY_SECONDS = 86_400.0
 CONTEXT_FEATURES = 5  # request_context's columns
 MAX_GAP_DAYS = 36_500.0  # gaps since the last visit are capped at a century (a clock gone wrong)
+VISIT_GAP_SECONDS = 30 * 60.0  # without sessions in the data, a visit ends after 30 minutes of silence
 
 
 def request_context(now: np.ndarray, last: np.ndarray) -> np.ndarray:
@@ -77,7 +78,12 @@ class Interactions:
     ``positive`` marks positive engagements, the only positions used as labels; ``content`` holds
     one row of item features per index (row 0 for padding), None where the data has none;
     ``profiles`` per position the user's profile vector (profile_vectors) as Feast knew it just
-    before that position's event, None where the data has no real time."""
+    before that position's event, None where the data has no real time.
+
+    For the long-term value head, where times are real: ``visits`` marks per position where a
+    visit (session) starts (None: a new visit after VISIT_GAP_SECONDS without events),
+    ``observed_until`` per user the time up to which their sequence is complete (their last visit
+    is censored there) and ``final_profiles`` per user the profile just after their last event."""
 
     item_ids: list[str]
     sequences: list[np.ndarray]
@@ -85,6 +91,16 @@ class Interactions:
     times: list[np.ndarray] | None = None
     content: np.ndarray | None = None
     profiles: list[np.ndarray] | None = None
+    visits: list[np.ndarray] | None = None
+    observed_until: np.ndarray | None = None
+    final_profiles: np.ndarray | None = None
+
+    def visit_starts(self, user: int) -> np.ndarray:
+        """Where ``user``'s visits start (the data's sessions, or VISIT_GAP_SECONDS of silence)."""
+        if self.visits is not None:
+            return self.visits[user]
+        assert self.times is not None, "visits need times"
+        return np.r_[True, np.diff(self.times[user]) > VISIT_GAP_SECONDS]
 
     @property
     def profile_width(self) -> int:
@@ -174,6 +190,12 @@ class Recommender(ABC):
         interactions), keeping what validation chose. By default the model fits again: right for
         models with nothing chosen on validation."""
         self.fit(data, settings, validate=None, progress=False)
+
+    def forecast_returns(self, queries: Queries):
+        """The chance that each user, at the end of a visit (``queries.now``: its last event), returns
+        within H days and the expected days to return (value_head.ReturnForecast), or None for a
+        model without a long-term value head."""
+        return None
 
     def add_items(self, content: np.ndarray | None) -> bool:
         """Take in items added to the catalogue since training (one row of item content each, in

@@ -58,3 +58,15 @@ def same_steps(batches: int, world: int) -> int:
     tensor = torch.tensor([batches])
     dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
     return int(tensor.item())
+
+
+def same_module(module: torch.nn.Module, world: int) -> None:
+    """Rank 0's parameters of ``module`` on every rank (for a part fitted outside
+    DistributedDataParallel, on each rank's own users): the ranks keep one model."""
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for parameter in module.parameters():
+            dist.broadcast(parameter.data, src=0)

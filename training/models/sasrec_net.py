@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .value_head import ValueHead
+
 
 def residual_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Dropout with a mask drawn as bytes: on the CPU, torch's Bernoulli draws cost more than the
@@ -48,7 +50,8 @@ class SASRecNet(nn.Module):
     """Item index 0 is padding; sequences are left-padded (most recent item last)."""
 
     def __init__(self, n_items: int, max_len: int, dim: int = 64, blocks: int = 2, heads: int = 1,
-                 dropout: float = 0.2, content: torch.Tensor | None = None, context_features: int = 0) -> None:
+                 dropout: float = 0.2, content: torch.Tensor | None = None, context_features: int = 0,
+                 value_features: int = 0, value_bins: int = 0) -> None:
         super().__init__()
         self.n_items, self.max_len, self.dim = n_items, max_len, dim
         self.item_embedding = nn.Embedding(n_items + 1, dim, padding_idx=0)
@@ -68,6 +71,8 @@ class SASRecNet(nn.Module):
         # Request-time side inputs (training/models/base.py request_context), projected and added to
         # the hidden state that scores the next item; without bias, so a missing context adds nothing.
         self.context_projection = nn.Linear(context_features, dim, bias=False) if context_features else None
+        # The long-term value head (value_head.py) reads the encoder's state before the context is added.
+        self.value_head = ValueHead(dim, value_features, value_bins) if value_bins else None
         self.blocks = nn.ModuleList(CausalBlock(dim, heads, dropout) for _ in range(blocks))
         self.norm = nn.LayerNorm(dim)
         self.dropout = dropout
@@ -126,11 +131,18 @@ class SASRecNet(nn.Module):
             return hidden
         return hidden + self.context_projection(context.to(self.context_projection.weight.dtype))
 
-    def forward(self, sequences: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden states and the item table: what a training step needs (and what
-        DistributedDataParallel must see pass through forward to synchronise gradients)."""
+    def forward(self, sequences: torch.Tensor, context: torch.Tensor | None = None,
+                value_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Hidden states, the item table and, with ``value_features`` (k x features), the value
+        head's hazard logits after the last item of the batch's last k rows: what a training step
+        needs (and what DistributedDataParallel must see pass through forward to synchronise
+        gradients)."""
         table = self.item_table()
-        return self.with_context(self.encode(sequences, table), context), table
+        encoded = self.encode(sequences, table)
+        value = None
+        if value_features is not None and self.value_head is not None:
+            value = self.value_head(encoded[len(encoded) - len(value_features):, -1], value_features)
+        return self.with_context(encoded, context), table, value
 
     def last_hidden(self, sequences: torch.Tensor, table: torch.Tensor | None = None,
                     context: torch.Tensor | None = None) -> torch.Tensor:

@@ -16,9 +16,11 @@ import torch.nn.functional as F
 
 from .base import (CONTEXT_FEATURES, FitReport, Interactions, Queries, Recommender, Validate, cold_start, padded,
                    request_context)
-from .distributed import agree, distributed, same_steps
+from .distributed import agree, distributed, same_module, same_steps
 from .popularity import ItemClock
 from .sasrec_net import SASRecNet
+from .value_head import (TIME_FEATURES, ReturnForecast, anchor_features, bin_edges, fit_value_head, forecast,
+                         survival_loss, value_anchors)
 
 if TYPE_CHECKING:  # the model loads without the platform: only training needs settings
     from longview.settings import SequenceSettings, Settings
@@ -106,10 +108,11 @@ def softmax_kernel(compiled: bool):
 
 
 def full_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor,
-                      compiled: bool = False, matmul_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                      compiled: bool = False, matmul_dtype: torch.dtype = torch.float32,
+                      extra: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over the whole catalogue (padding, row 0, excluded). The logits and their
     gradient are built a slice at a time and freed; the gradients reach the network through one
-    backward call at the end."""
+    backward call at the end, together with ``extra``'s (another task's loss on the same graph)."""
     # ``matmul_dtype`` bfloat16: the two thirds of the work that are matmuls run in bfloat16; the
     # softmax and the accumulated item gradient stay float32.
     n = len(targets)
@@ -143,12 +146,16 @@ def full_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, table: torch.
         torch.mm(gradient, items, out=grad_hidden[start:start + LOSS_CHUNK])
         grad_items += (gradient.T @ h).float()
     grad_table = torch.cat([torch.zeros_like(items[:1]), grad_items])
-    torch.autograd.backward([hidden, table], [grad_hidden[:n].to(hidden.dtype), grad_table.to(table.dtype)])
+    outputs, grads = [hidden, table], [grad_hidden[:n].to(hidden.dtype), grad_table.to(table.dtype)]
+    if extra is not None:
+        outputs.append(extra)
+        grads.append(torch.ones_like(extra))
+    torch.autograd.backward(outputs, grads)
     return torch.tensor(total)
 
 
 def sampled_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor, log_q: torch.Tensor,
-                         negatives: int, generator: torch.Generator) -> torch.Tensor:
+                         negatives: int, generator: torch.Generator, extra: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy against ``negatives`` items shared by the batch, drawn in proportion to
     popularity; subtracting log q (the sampling log-probability) keeps the estimate unbiased."""
     drawn = torch.multinomial(log_q.exp(), negatives, replacement=True, generator=generator)
@@ -156,7 +163,7 @@ def sampled_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, table: tor
     negative = hidden @ table[drawn].T - log_q[drawn]
     negative = negative.masked_fill(drawn[None, :] == targets[:, None], float("-inf"))
     loss = F.cross_entropy(torch.cat([positive, negative], dim=1), torch.zeros(len(targets), dtype=torch.long))
-    loss.backward()
+    (loss if extra is None else loss + extra).backward()
     return loss.detach()
 
 
@@ -165,13 +172,21 @@ class SequenceModel(Recommender):
 
     def __init__(self, nets: list[SASRecNet] | None = None, popularity: np.ndarray | None = None,
                  options: dict | None = None, clock: ItemClock | None = None, blend: dict | None = None,
-                 profile_width: int = 0) -> None:
+                 profile_width: int = 0, value: dict | None = None) -> None:
         self.nets, self.popularity = nets or [], popularity  # an ensemble: log-probabilities averaged
         self.profile_width = profile_width  # user-profile columns after the request context (0: none)
         self.options = options or {}  # the sequence settings it was trained with
         self.clock = clock  # engagement times, for the time signals (None: time-blind)
         self.blend = blend or {"recent": 0.0, "popularity": 0.0, "days": 7.0}
         self._tables: list[torch.Tensor] | None = None
+        # The long-term value head's layout (bin edges in days, H, side inputs), None: no head.
+        self.value = value
+
+    def _value_layout(self) -> tuple[int, int]:
+        """(side inputs, bins) of each network's value head; (0, 0): none."""
+        if not self.value:
+            return 0, 0
+        return int(self.value["features"]), len(self.value["edges"]) - 1
 
     @property
     def net(self) -> SASRecNet | None:
@@ -187,10 +202,20 @@ class SequenceModel(Recommender):
         use_context = opts.context and data.times is not None
         self.profile_width = data.profile_width if use_context and opts.profile else 0
         self.popularity = data.counts()
+        value = settings.value
+        value_on = value.enabled and data.times is not None
         users, inputs, labels, contexts = training_rows(data, opts.max_len, use_context, self.profile_width > 0,
                                                         opts.targets == "all")
         if not inputs:
             raise ValueError("no training sequences: every user has fewer than two interactions")
+        targets = None
+        if value_on:
+            edges = bin_edges(value.return_days, value.horizon_days)
+            self.value = {"edges": edges.tolist(), "return_days": value.return_days,
+                          "features": TIME_FEATURES + self.profile_width, "loss_weight": value.loss_weight}
+            targets = (value_anchors(data, users, edges, self.profile_width), [data.sequences[u] for u in users])
+        else:
+            self.value = None
         # Under torchrun each rank trains on its own shard of users; DDP averages the gradients.
         # Users are taken in an order of their own rows, not of their ids: ids are pseudonyms keyed
         # per data home, and batches (so the trained network) would otherwise differ between homes.
@@ -198,7 +223,8 @@ class SequenceModel(Recommender):
         mine = canonical_order(inputs, labels)[rank::world]
         self.shard = [users[i] for i in mine]  # which users this process trained on
         rows = ([inputs[i] for i in mine], [labels[i] for i in mine],
-                None if contexts is None else [contexts[i] for i in mine])
+                None if contexts is None else [contexts[i] for i in mine],
+                None if targets is None else tuple([part[i] for i in mine] for part in targets))
         dtype = training_dtype(opts.precision)
         report = FitReport(notes=[f"training precision: {'bfloat16 softmax matmuls' if dtype == torch.bfloat16 else 'float32'}"])
         start = time.perf_counter()
@@ -206,10 +232,16 @@ class SequenceModel(Recommender):
         for member in range(opts.ensemble):
             torch.manual_seed(settings.seed + member)
             net = SASRecNet(data.n_items, opts.max_len, opts.dim, opts.blocks, opts.heads, opts.dropout, content,
-                            CONTEXT_FEATURES + self.profile_width if use_context else 0)
+                            CONTEXT_FEATURES + self.profile_width if use_context else 0,
+                            *self._value_layout())
             self.nets = [net]  # validation scores this member alone
             self._train_network(net, rows, settings, settings.seed + member, dtype, validate, report,
                                 member if opts.ensemble > 1 else None, progress, rank, world)
+            if rows[3] is not None:
+                note = fit_value_head(net, *rows[3], settings.value.head_steps, settings.value.head_learning_rate,
+                                      settings.seed + member)
+                same_module(net.value_head, world)  # under torchrun: rank 0's head, fitted on its users
+                report.notes.append(f"value head of network {member + 1}: {note}")
             members.append(net)
         self.nets, self._tables = members, None
         if opts.ensemble > 1 and validate is not None:
@@ -229,8 +261,9 @@ class SequenceModel(Recommender):
         from rich.progress import Progress
 
         opts = settings.sequence
-        inputs, labels, contexts = rows
+        inputs, labels, contexts, value_targets = rows
         rng = np.random.default_rng(seed)
+        anchor_rng = np.random.default_rng([seed, 1])  # the value head's draws leave the batches as they were
         generator = torch.Generator().manual_seed(seed)
         network: torch.nn.Module = net
         if world > 1:
@@ -246,10 +279,11 @@ class SequenceModel(Recommender):
         log_q = torch.from_numpy(np.log(counts / counts[1:].sum())).float()
         log_q[0] = float("-inf")  # padding is never drawn
 
-        def loss_fn(hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        def loss_fn(hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor,
+                    extra: torch.Tensor | None) -> torch.Tensor:
             if opts.negatives:
-                return sampled_softmax_loss(hidden, targets, table, log_q, opts.negatives, generator)
-            return full_softmax_loss(hidden, targets, table, opts.compile, dtype)
+                return sampled_softmax_loss(hidden, targets, table, log_q, opts.negatives, generator, extra)
+            return full_softmax_loss(hidden, targets, table, opts.compile, dtype, extra)
         suffix = f"_member_{member}" if member else ""  # the first network's epoch is "epoch", as alone
         tag = {} if member is None else {"member": float(member)}
         name = "sequence model" if member is None else f"sequence model {member + 1}/{opts.ensemble}"
@@ -260,8 +294,9 @@ class SequenceModel(Recommender):
             task = bar.add_task(f"{name}: {len(inputs):,} sequences", total=opts.epochs)
             for epoch in range(1, opts.epochs + 1):
                 epoch_start = time.perf_counter()
-                total, seen = self._train_epoch(network, opts, inputs, labels, contexts, rng, optimiser, schedule,
-                                                loss_fn, world)
+                total, seen = self._train_epoch(network, opts, inputs, labels, contexts, value_targets,
+                                                self.value["loss_weight"] if self.value else 0.0, rng, anchor_rng,
+                                                optimiser, schedule, loss_fn, world)
                 stepping += time.perf_counter() - epoch_start
                 row = {**tag, "epoch": float(epoch), "loss": total / max(seen, 1),
                        "sequences_per_second": len(inputs) * epoch / stepping}
@@ -299,11 +334,22 @@ class SequenceModel(Recommender):
         self._tables = None
 
     def refit(self, data: Interactions, settings: Settings) -> None:
-        """The network stays as validation chose it; its popularity (for users without history) and
-        its clock (the time signals) take in ``data``'s more recent interactions."""
+        """The networks stay as validation chose them; their popularity (for users without
+        history) and clock (the time signals) take in ``data``'s more recent interactions, and each
+        value head is fitted again on the encoder's states at every visit in ``data`` (the
+        returns seen since training are the freshest evidence of who comes back)."""
         self.popularity = data.counts()
         if self.clock is not None:
             self.clock = ItemClock.of(data)
+        if self.value and data.times is not None:
+            users = [u for u, seq in enumerate(data.sequences) if len(seq)]
+            anchors = value_anchors(data, users, np.asarray(self.value["edges"]), self.profile_width)
+            _, world = distributed()
+            for member, net in enumerate(self.nets):
+                fit_value_head(net, anchors, [data.sequences[u] for u in users], settings.value.head_steps,
+                               settings.value.head_learning_rate, settings.seed + member)
+                same_module(net.value_head, world)
+            self._tables = None
 
     def _fit_time_signals(self, data: Interactions, settings: Settings, validate: Validate, report: FitReport,
                           rank: int, world: int) -> None:
@@ -332,10 +378,13 @@ class SequenceModel(Recommender):
 
     @staticmethod
     def _train_epoch(network: torch.nn.Module, opts: SequenceSettings, inputs: list[np.ndarray],
-                     labels: list[np.ndarray], contexts: list[np.ndarray] | None, rng: np.random.Generator,
+                     labels: list[np.ndarray], contexts: list[np.ndarray] | None, value_targets: tuple | None,
+                     value_weight: float, rng: np.random.Generator, anchor_rng: np.random.Generator,
                      optimiser: torch.optim.Optimizer, schedule, loss_fn, world: int) -> tuple[float, int]:
         """One pass over the sequences in batches of similar length (little padding), jittered so
-        that they differ every epoch. Returns the summed loss and the number of labels."""
+        that they differ every epoch. Returns the summed next-item loss and the number of labels;
+        with ``value_targets`` (each user's value_head.Anchors and whole sequence) the value head's
+        loss on the batch's users, each cut at one visit end, is added with ``value_weight``."""
         network.train()
         lengths = np.array([len(s) for s in inputs])
         order = np.argsort(lengths + rng.uniform(0, opts.max_len / 10, len(lengths)), kind="stable")
@@ -344,13 +393,30 @@ class SequenceModel(Recommender):
         for b in rng.permutation(len(batches))[:same_steps(len(batches), world)]:
             rows = batches[b]
             width = int(lengths[rows].max())
-            x = padded([inputs[r] for r in rows], width)
-            y = padded([labels[r] for r in rows], width)
-            c = None if contexts is None else padded([contexts[r] for r in rows], width, np.float32)
+            xs, ys = [inputs[r] for r in rows], [labels[r] for r in rows]
+            cs = None if contexts is None else [contexts[r] for r in rows]
+            features = None
+            if value_targets is not None:  # the batch's users again, each cut at a visit end drawn anew
+                anchors, sequences = value_targets
+                drawn = [(r, int(anchor_rng.integers(len(anchors[r].positions)))) for r in rows]
+                crops = [sequences[r][:anchors[r].positions[a] + 1][-opts.max_len:] for r, a in drawn]
+                width = max(width, max(len(crop) for crop in crops))
+                xs += crops
+                ys += [crop[:0] for crop in crops]  # no next-item labels
+                if cs is not None:
+                    cs += [cs[0][:0]] * len(crops)
+                features = torch.from_numpy(np.stack([anchors[r].features[a] for r, a in drawn]))
+                bins = torch.from_numpy(np.array([anchors[r].bins[a] for r, a in drawn]))
+                returned = torch.from_numpy(np.array([anchors[r].returned[a] for r, a in drawn]))
+            x, y = padded(xs, width), padded(ys, width)
+            c = None if cs is None else padded(cs, width, np.float32)
             optimiser.zero_grad(set_to_none=True)
-            hidden, table = network(x, c)
+            hidden, table, value_logits = network(x, c, features)
+            extra = None
+            if value_logits is not None:
+                extra = survival_loss(value_logits, bins, returned) * value_weight
             mask = y > 0
-            loss = loss_fn(hidden[mask], y[mask], table)  # back-propagated inside
+            loss = loss_fn(hidden[mask], y[mask], table, extra)  # back-propagated inside
             optimiser.step()
             schedule.step()
             total += float(loss) * int(mask.sum())
@@ -397,6 +463,27 @@ class SequenceModel(Recommender):
                 parts.append(cold_start(scores, part.histories, self.popularity))
         return torch.cat(parts) if parts else torch.zeros(0, net.n_items + 1)
 
+    def forecast_returns(self, queries: Queries) -> ReturnForecast | None:
+        """Each network's survival curve after the queries' histories, averaged (the ensemble's)."""
+        net = self.net
+        if net is None or not self.value or queries.now is None:
+            return None
+        edges = np.asarray(self.value["edges"], dtype=np.float64)
+        features = anchor_features(np.asarray(queries.now, dtype=np.float64), queries.profiles, self.profile_width)
+        curves = []
+        with torch.inference_mode():
+            if self._tables is None:
+                self._tables = [member.item_table() for member in self.nets]
+            for start in range(0, len(queries), SCORE_BATCH):
+                part = queries.slice(start, start + SCORE_BATCH)
+                width = max(1, min(net.max_len, max((len(h) for h in part.histories), default=1)))
+                sequences = padded(part.histories, width)
+                side = torch.from_numpy(features[start:start + SCORE_BATCH])
+                curves.append(sum(member.value_head.survival(member.value_head(member.encode(sequences, table)[:, -1], side))
+                                  for member, table in zip(self.nets, self._tables, strict=True)) / len(self.nets))
+        survival = torch.cat(curves) if curves else torch.ones(0, len(edges) - 1)
+        return forecast(survival, edges, float(self.value["return_days"]))
+
     # -- saving ---------------------------------------------------------------------------------
     def config(self) -> dict:
         net = self.net
@@ -404,7 +491,7 @@ class SequenceModel(Recommender):
         return {"n_items": net.n_items, "content_features": None if net.content is None
                 else int(net.content.shape[1]), "options": self.options, "blend": self.blend,
                 "context_features": 0 if net.context_projection is None else CONTEXT_FEATURES + self.profile_width,
-                "profile_features": self.profile_width, "networks": len(self.nets)}
+                "profile_features": self.profile_width, "networks": len(self.nets), "value": self.value}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         assert self.net is not None and self.popularity is not None
@@ -423,7 +510,7 @@ class SequenceModel(Recommender):
             content = tensors.get(f"{prefix}content")
             net = SASRecNet(int(config["n_items"]), int(opts["max_len"]), int(opts["dim"]), int(opts["blocks"]),
                             int(opts["heads"]), float(opts["dropout"]), content if config.get("content_features") else None,
-                            int(config.get("context_features", 0)))
+                            int(config.get("context_features", 0)), *cls(value=config.get("value"))._value_layout())
             net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
             nets.append(net.eval())
         clock = None
@@ -431,4 +518,4 @@ class SequenceModel(Recommender):
             clock = ItemClock.restore({k[6:]: v for k, v in tensors.items() if k.startswith("clock.")},
                                       int(config["n_items"]))
         return cls(nets, tensors["popularity"].numpy(), opts, clock, config.get("blend"),
-                   int(config.get("profile_features", 0)))
+                   int(config.get("profile_features", 0)), config.get("value"))
