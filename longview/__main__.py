@@ -1,3 +1,3 @@
-from longview.cli import app
+from longview.cli import entrypoint
 
-app(prog_name="longview")
+entrypoint(prog_name="longview")

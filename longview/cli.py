@@ -27,6 +27,35 @@ def main(home: Annotated[Path | None, typer.Option(help="data home (default: $LO
         os.environ["LONGVIEW_HOME"] = str(home.resolve())
 
 
+def entrypoint(prog_name: str = "longview") -> None:
+    """The console script: run the command, then Python's exit handlers, then end the process.
+
+    Arrow's native thread pools (parquet reads: pandas, Feast) can abort an otherwise finished process
+    at interpreter teardown with "terminate called without an active exception" (apache/arrow#34314),
+    which turns a command that did all its work into exit -6. Python's own clean-up (atexit handlers,
+    logging, MLflow, non-daemon threads) still runs here; only the C++ static destructors are skipped."""
+    import atexit
+    import threading
+
+    try:
+        app(prog_name=prog_name)
+        code: int = 0
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    # What the interpreter itself does at exit, in its order: threading's exit hooks (they tell
+    # concurrent.futures' workers to stop) and the join of non-daemon threads, then atexit handlers.
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # a reader that went away (`| head`) or a closed stream
+            pass
+    os._exit(code)
+
+
 def _print_json(result: object) -> None:
     payload = asdict(result) if is_dataclass(result) else result
     typer.echo(json.dumps(payload, default=str))

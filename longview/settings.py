@@ -20,8 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 REGISTERED_MODEL = "longview-recommender"
 # The models of training/models (its MODELS registry; a test keeps the two lists equal).
-MODEL_NAMES = ("popularity", "recent_popularity", "ease", "item_knn", "sequence")
-ModelName = Literal["popularity", "recent_popularity", "ease", "item_knn", "sequence"]
+MODEL_NAMES = ("popularity", "recent_popularity", "ease", "item_knn", "sequence", "engagement")
+ModelName = Literal["popularity", "recent_popularity", "ease", "item_knn", "sequence", "engagement"]
 
 
 def _profile_file() -> Path | None:
@@ -111,6 +111,24 @@ class ValueSettings(BaseModel):
         return self
 
 
+class EngagementSettings(BaseModel):
+    """The engagement-aware ranking policy (training/models/engagement.py), every weight in one place
+    (``LONGVIEW_ENGAGEMENT__DIVERSITY_WEIGHT=0.5`` and so on). The weights add to the sequence
+    model's log-probabilities (nats): they are parameters, to be tuned against simulated retention."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value_weight: float = Field(default=3.0, ge=0, le=100, description="w: weight of P(return within H)")
+    diversity_weight: float = Field(default=0.3, ge=0, le=100, description="MMR: penalty per unit of cosine similarity")
+    novelty_weight: float = Field(default=0.05, ge=0, le=10, description="bonus per bit of self-information")
+    exploration: float = Field(default=0.02, ge=0, le=0.5, description="share of slots explored (logged propensities)")
+    candidates: int = Field(default=30, ge=1, le=1000, description="most relevant items the policy re-ranks")
+    seed: int | None = Field(default=None, description="the exploration's random seed (default: the global seed)")
+
+    def weights(self, default_seed: int) -> dict:
+        return {**self.model_dump(exclude={"seed"}), "seed": default_seed if self.seed is None else self.seed}
+
+
 class GateSettings(BaseModel):
     """The promotion gate's rules (training/promotion.py), each named in its verdicts and the audit
     log (``LONGVIEW_GATE__ACCURACY_TOLERANCE=0.01`` and so on)."""
@@ -118,7 +136,21 @@ class GateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # not_worse_than_champion: the challenger's holdout NDCG@10 may be this much below the champion's.
-    accuracy_tolerance: float = Field(default=0.0, ge=0.0, le=1.0)
+    # None: measured on the holdout, as the half-width of the 95% paired bootstrap interval of the
+    # difference over its users (the noise a tie is made of); the verdict reports the value used.
+    accuracy_tolerance: float | None = Field(default=None, ge=0.0, le=1.0)
+    # value_head_not_worse: the challenger's return AUC may be this much below the champion's (None:
+    # measured, as for accuracy).
+    value_auc_tolerance: float | None = Field(default=None, ge=0.0, le=1.0)
+    # not_worse_than_best_baseline: refused if worse than the best baseline beyond the paired noise.
+    # And where `longview train`'s model is so, it registers that baseline as @challenger instead.
+    prefer_better_baseline: bool = Field(default=True, description="register a better baseline instead of the model")
+    # How far below the best baseline the upper end of that interval may lie (0: not at all).
+    baseline_tolerance: float = Field(default=0.0, ge=0.0, le=1.0)
+    bootstrap_samples: int = Field(default=1000, ge=100, le=100_000, description="resamples of holdout users")
+    # scoring_latency: the 95th percentile of one user's request to the packaged model, in ms.
+    latency_budget_ms: float = Field(default=500.0, gt=0)
+    latency_requests: int = Field(default=30, ge=5, le=10_000, description="single-user requests timed")
 
 
 class Settings(BaseSettings):
@@ -169,6 +201,7 @@ class Settings(BaseSettings):
     baselines: list[ModelName] = Field(default=["popularity", "recent_popularity", "ease", "item_knn"])
     sequence: SequenceSettings = SequenceSettings()
     value: ValueSettings = ValueSettings()
+    engagement: EngagementSettings = EngagementSettings()
     gate: GateSettings = GateSettings()
     # Positive engagement (labels and metrics): clicks and purchases always; a rating from this
     # value up; a view from this dwell up. Sequences still hold every interaction as input.

@@ -21,6 +21,10 @@ SMALL_WORLD = {
     "LONGVIEW_SYNTHETIC_DAYS": "45",
     "LONGVIEW_SEQUENCE__EPOCHS": "12",
     "LONGVIEW_SEQUENCE__ENSEMBLE": "1",
+    # In this tiny world, 12 epochs leave the sequence model behind item-kNN (the gate would serve
+    # item-kNN instead); the loop's tests exercise the sequence model's path, so the fixture lets it
+    # trail the best baseline. The rule itself is tested at its default in test_training_and_promotion.
+    "LONGVIEW_GATE__BASELINE_TOLERANCE": "0.3",
 }
 
 

@@ -38,47 +38,76 @@ class ModelRun:
     error: str | None = None
 
 
-def train_and_evaluate(settings: Settings, protocol: str, real_time: bool, name: str, progress: bool) -> ModelRun:
+def train_and_evaluate(settings: Settings, protocol: str, real_time: bool, name: str, progress: bool,
+                       policy: bool = False) -> list[ModelRun]:
     """One model on one split: fit (validation picks epochs or the hyper-parameter), then score the
-    test users once."""
-    from training.evaluation import K, evaluate, fit_on_split
-    from training.models import model_class
+    test users once. With ``policy``, the engagement policy over the same fitted sequence model is
+    scored too (the policy trains nothing of its own; ``name`` "engagement" alone scores only it)."""
+    from training.evaluation import K, evaluate, fit_on_split, item_cooccurrence
+    from training.models import EngagementPolicy, model_class
     from training.sequences import split_from_store
 
-    split, content = split_from_store(settings, protocol, real_time, profiles=name == "sequence")  # only it reads them
+    fitted = "sequence" if name == "engagement" else name
+    split, content = split_from_store(settings, protocol, real_time, profiles=fitted == "sequence")  # only it reads them
     n = split.train.n_items
     popularity = split.known.counts()
-    model = model_class(name)()
+    cooccurrence = item_cooccurrence(split.known)
+    model = model_class(fitted)()
     start = time.perf_counter()
     report = fit_on_split(model, split, settings, progress)
     seconds = time.perf_counter() - start
-    result = evaluate(model, split.test, n, K, settings.exclude_seen, popularity, content.genres)
-    return ModelRun(name, result.summary(), result.ndcg, result.hr, result.top, result.users, split.test.truth, seconds,
-                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                    {"epochs": report.epochs, "chosen": report.chosen, "notes": report.notes, "curve": report.curve})
+    fit = {"epochs": report.epochs, "chosen": report.chosen, "notes": report.notes, "curve": report.curve}
+    scorers = [] if name == "engagement" else [model]
+    if name == "engagement" or policy:
+        scorers.append(EngagementPolicy.around(model, settings))
+    runs = []
+    for scorer in scorers:
+        start = time.perf_counter()
+        result = evaluate(scorer, split.test, n, K, settings.exclude_seen, popularity, content.genres, cooccurrence)
+        notes = [f"policy: {scorer.describe()}"] if scorer.name == "engagement" else fit["notes"]
+        runs.append(ModelRun(scorer.name, result.summary(), result.ndcg, result.hr, result.top, result.users,
+                             split.test.truth, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                             {**fit, "notes": notes, "score_seconds": time.perf_counter() - start}))
+    return runs
 
 
-def _child(queue, settings_json: str, protocol: str, real_time: bool, name: str, progress: bool) -> None:
+def _child(queue, settings_json: str, protocol: str, real_time: bool, name: str, progress: bool, policy: bool) -> None:
     from longview.settings import Settings
 
     try:
-        queue.put(train_and_evaluate(Settings.model_validate_json(settings_json), protocol, real_time, name, progress))
+        queue.put(train_and_evaluate(Settings.model_validate_json(settings_json), protocol, real_time, name, progress, policy))
     except Exception as exc:  # reported in the table; the other models still run
-        queue.put(ModelRun(name, {}, np.zeros(0), np.zeros(0), np.zeros((0, 0)), [], [], 0.0,
-                           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, {}, f"{type(exc).__name__}: {exc}"))
+        queue.put([ModelRun(name, {}, np.zeros(0), np.zeros(0), np.zeros((0, 0)), [], [], 0.0,
+                            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, {}, f"{type(exc).__name__}: {exc}")])
 
 
-def run_isolated(settings: Settings, protocol: str, real_time: bool, name: str, progress: bool) -> ModelRun:
+def run_isolated(settings: Settings, protocol: str, real_time: bool, name: str, progress: bool,
+                 policy: bool = False) -> list[ModelRun]:
     """train_and_evaluate in a fresh process: its peak RSS is the model's own."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=_child, args=(queue, settings.model_dump_json(exclude={"pseudonym_key"}), protocol, real_time, name, progress))
+    child = context.Process(target=_child, args=(queue, settings.model_dump_json(exclude={"pseudonym_key"}), protocol,
+                                                 real_time, name, progress, policy))
     child.start()
     try:
-        run = queue.get()
+        runs = queue.get()
     finally:
         child.join()
-    return run
+    return runs
+
+
+def _model_lines(run: ModelRun) -> Iterator[str]:
+    s = run.summary
+    yield (f"{run.name:<18} NDCG@10 {s['ndcg_at_10']:.4f}  HR@10 {s['hr_at_10']:.4f}  MRR {s['mrr']:.4f}  "
+           f"coverage {s['coverage_at_10']:.3f}  novelty {_fmt(s.get('novelty'), 2)}  "
+           f"diversity {_fmt(s.get('diversity'), 3)}  calibration KL {_fmt(s.get('calibration_kl'), 3)}  "
+           f"train {run.train_seconds:.0f} s  peak {run.peak_memory_mb:.0f} MB  {json.dumps(run.fit['chosen'])}")
+    throughput = [row["sequences_per_second"] for row in run.fit["curve"] if "sequences_per_second" in row]
+    if run.name == "engagement":
+        yield f"{'':<18} scored in {run.fit['score_seconds']:.0f} s; " + "; ".join(run.fit["notes"])
+    elif throughput:
+        yield (f"{'':<18} {run.fit['epochs']} epochs, {throughput[-1]:.0f} training sequences/s; "
+               + "; ".join(run.fit["notes"]))
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -112,7 +141,7 @@ def accuracy(settings: Settings, root: Path | None = None, dataset: str = "ml-1m
     from training.evaluation import bootstrap_interval, paired_difference
     from training.models import BASELINES, MODELS
 
-    names = models or [*BASELINES, "sequence"]
+    names = models or [*BASELINES, "sequence", "engagement"]
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}: expected {', '.join(MODELS)}")
@@ -125,29 +154,23 @@ def accuracy(settings: Settings, root: Path | None = None, dataset: str = "ml-1m
     yield from prepare(home, dataset, source, real_time, progress)
 
     runs: dict[str, ModelRun] = {}
-    for name in names:
+    # The policy ranks with the sequence model: where both are asked for, one training serves both.
+    tasks = [n for n in names if not (n == "engagement" and "sequence" in names)]
+    for name in tasks:
         if MODELS[name].needs_time and not real_time:
             yield f"{name}: skipped: it needs real event times and {dataset} only orders its events"
             continue
-        run = run_isolated(home, protocol, real_time, name, progress)
-        if run.error:
-            yield f"{name}: failed: {run.error}"
-            continue
-        runs[name] = run
-        s = run.summary
-        yield (f"{name:<18} NDCG@10 {s['ndcg_at_10']:.4f}  HR@10 {s['hr_at_10']:.4f}  MRR {s['mrr']:.4f}  "
-               f"coverage {s['coverage_at_10']:.3f}  novelty {_fmt(s.get('novelty'), 2)}  "
-               f"diversity {_fmt(s.get('diversity'), 3)}  calibration KL {_fmt(s.get('calibration_kl'), 3)}  "
-               f"train {run.train_seconds:.0f} s  peak {run.peak_memory_mb:.0f} MB  {json.dumps(run.fit['chosen'])}")
-        throughput = [row["sequences_per_second"] for row in run.fit["curve"] if "sequences_per_second" in row]
-        if throughput:
-            yield (f"{'':<18} {run.fit['epochs']} epochs, {throughput[-1]:.0f} training sequences/s; "
-                   + "; ".join(run.fit["notes"]))
+        for run in run_isolated(home, protocol, real_time, name, progress, name == "sequence" and "engagement" in names):
+            if run.error:
+                yield f"{run.name}: failed: {run.error}"
+                continue
+            runs[run.name] = run
+            yield from _model_lines(run)
     if not runs:
         raise RuntimeError("no model trained")
     users = len(next(iter(runs.values())).users)
     yield f"{protocol} protocol, whole catalogue, seen items excluded: {users:,} test users"
-    baselines = [n for n in runs if n != "sequence"]
+    baselines = [n for n in runs if n not in ("sequence", "engagement")]
     best = max(baselines, key=lambda n: runs[n].summary["ndcg_at_10"]) if baselines else None
     for name, run in runs.items():
         lo, hi = bootstrap_interval(run.ndcg, seed=settings.seed)
@@ -156,10 +179,12 @@ def accuracy(settings: Settings, root: Path | None = None, dataset: str = "ml-1m
             diff, dlo, dhi = paired_difference(run.ndcg, runs[best].ndcg, seed=settings.seed)
             verdict = "better" if dlo > 0 else "worse" if dhi < 0 else "within noise"
             line += f"; vs {best} {diff:+.4f} [{dlo:+.4f}, {dhi:+.4f}]: {verdict}"
-            if name == "sequence":
+            if name in ("sequence", "engagement"):
                 shared = np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(run.top, runs[best].top)])
                 line += f"; shares {shared:.0%} of its top-10 items with {best}"
         yield line
+    if "sequence" in runs and "engagement" in runs:
+        yield from _policy_lines(runs["sequence"], runs["engagement"], settings.seed)
     if dataset in LAST_ITEMS_CUT:
         yield f"note: {dataset}: {LAST_ITEMS_CUT[dataset]}; {PUBLISHED}"
     if dump_topk is not None:
@@ -170,10 +195,28 @@ def accuracy(settings: Settings, root: Path | None = None, dataset: str = "ml-1m
     yield json.dumps(report)
 
 
+def _policy_lines(sequence: ModelRun, policy: ModelRun, seed: int) -> Iterator[str]:
+    """The policy against the sequence model it re-ranks: what it costs in accuracy, what it buys."""
+    from training.evaluation import paired_difference
+
+    diff, lo, hi = paired_difference(policy.ndcg, sequence.ndcg, seed=seed)
+    base = sequence.summary["ndcg_at_10"]
+    relative = diff / base if base else 0.0
+    yield (f"engagement vs sequence: NDCG@10 {relative:+.1%} relative ({diff:+.4f} [{lo:+.4f}, {hi:+.4f}]; "
+           f"goal: no lower than -3.0%): {'met' if relative >= -0.03 else 'missed'}")
+    changes = []
+    for key, label in (("coverage_at_10", "coverage"), ("diversity", "diversity"), ("novelty", "novelty")):
+        a, b = sequence.summary.get(key), policy.summary.get(key)
+        if a is not None and b is not None:
+            changes.append(f"{label} {a:.3f} -> {b:.3f} ({'raised' if b > a else 'not raised'})")
+    yield "engagement vs sequence: " + ", ".join(changes)
+
+
 def _figures(run: ModelRun) -> dict[str, float]:
     s = run.summary
     out = {"ndcg_at_10": round(s["ndcg_at_10"], 4), "hr_at_10": round(s["hr_at_10"], 4),
            "coverage_at_10": round(s["coverage_at_10"], 4), "mrr": round(s["mrr"], 4),
+           **{key: round(s[key], 4) for key in ("diversity", "novelty") if s.get(key) is not None},
            "train_seconds": round(run.train_seconds, 1), "peak_memory_mb": round(run.peak_memory_mb, 1)}
     speed = [row["sequences_per_second"] for row in run.fit["curve"] if "sequences_per_second" in row]
     if speed:

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
+from scipy import sparse
 
-from training.models.base import FitReport, Queries, Recommender
+from training.models.base import FitReport, Interactions, Queries, Recommender
 from training.models.ranking import exclude_seen, rank_of, top_k
 from training.sequences import Holdout, Split
 
@@ -62,10 +63,17 @@ class Reindexed:
         self.added = packaged.add_items(list(item_ids), None if content is None else content[1:])
         self.theirs = torch.tensor([0, *(packaged.index.get(i, 0) for i in item_ids)], dtype=torch.long)
 
-    def score(self, queries: Queries) -> torch.Tensor:
+    def _theirs(self, queries: Queries) -> Queries:
         histories = [h[h > 0] for h in (self.theirs[torch.as_tensor(h, dtype=torch.long)].numpy()
                                         for h in queries.histories)]
-        theirs = self.packaged.model.score(Queries(histories, queries.now, queries.last, queries.profiles)).float()
+        return Queries(histories, queries.now, queries.last, queries.profiles)
+
+    def forecast_returns(self, queries: Queries):
+        """The packaged model's long-term value forecast (None: it has no head)."""
+        return self.packaged.model.forecast_returns(self._theirs(queries))
+
+    def score(self, queries: Queries) -> torch.Tensor:
+        theirs = self.packaged.model.score(self._theirs(queries)).float()
         scores = theirs[:, self.theirs]
         scores[:, self.theirs == 0] = float("-inf")
         return scores
@@ -76,8 +84,10 @@ def dcg_weights(k: int) -> np.ndarray:
 
 
 def evaluate(model: Scorer, holdout: Holdout, n_items: int, k: int = K, exclude: bool = True,
-             popularity: np.ndarray | None = None, genres: np.ndarray | None = None) -> Evaluation:
-    """Score every holdout user once, against the whole catalogue."""
+             popularity: np.ndarray | None = None, genres: np.ndarray | None = None,
+             cooccurrence: sparse.csr_matrix | None = None) -> Evaluation:
+    """Score every holdout user once, against the whole catalogue (``cooccurrence``: see
+    beyond_accuracy)."""
     users = len(holdout.users)
     ndcg, hr, mrr = np.zeros(users), np.zeros(users), np.zeros(users)
     top = np.zeros((users, k), dtype=np.int64)
@@ -97,7 +107,7 @@ def evaluate(model: Scorer, holdout: Holdout, n_items: int, k: int = K, exclude:
             hr[start + row] = float(hits.any())
             mrr[start + row] = 1.0 / (1 + min(rank_of(scores, row, int(t)) for t in truth))
     result = Evaluation(holdout.users, ndcg, hr, mrr, top, k)
-    result.beyond = beyond_accuracy(top, n_items, popularity, genres, holdout)
+    result.beyond = beyond_accuracy(top, n_items, popularity, genres, holdout, cooccurrence)
     return result
 
 
@@ -116,24 +126,75 @@ def fit_on_split(model: Recommender, split: Split, settings: Settings, progress:
     return report
 
 
-def beyond_accuracy(top: np.ndarray, n_items: int, popularity: np.ndarray | None, genres: np.ndarray | None,
-                    holdout: Holdout) -> dict[str, float | None]:
-    """Catalogue coverage, novelty (mean self-information of recommended items), intra-list
-    diversity (mean pairwise genre distance) and calibration (KL between each user's genre mix
-    and their list's); the genre measures are None where the data has no genres."""
+def item_cooccurrence(data: Interactions) -> sparse.csr_matrix:
+    """users x (n_items + 1) binary matrix of who engaged with what (positives only): the items'
+    columns, compared by cosine, are a distance between items that needs no content."""
+    rows = [np.full(int(p.sum()), u) for u, p in enumerate(data.positive)]
+    cols = [s[p] for s, p in zip(data.sequences, data.positive, strict=True)]
+    r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    matrix = sparse.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(len(data.sequences), data.n_items + 1))
+    matrix.data[:] = 1.0  # repeated engagements count once
+    return matrix
+
+
+def intra_list_diversity(top: np.ndarray, similarity: Callable[[np.ndarray], np.ndarray]) -> float:
+    """Mean over users of the mean pairwise distance (1 - similarity) between their list's items;
+    ``similarity`` gives the similarity matrix of a set of items."""
     k = top.shape[1]
-    out: dict[str, float | None] = {f"coverage_at_{k}": len(np.unique(top)) / max(n_items, 1)}
+    listed, local = np.unique(top, return_inverse=True)
+    sim = similarity(listed)
+    index = local.reshape(top.shape)
+    pair = sim[index[:, :, None], index[:, None, :]]  # users x k x k
+    return float((1.0 - (pair.sum(axis=(1, 2)) - np.einsum("ukk->u", pair)) / (k * (k - 1))).mean())
+
+
+def cosine(matrix: np.ndarray | sparse.csr_matrix) -> np.ndarray:
+    """Cosine similarities between the columns of ``matrix``."""
+    gram = matrix.T @ matrix
+    gram = (gram.toarray() if sparse.issparse(gram) else np.asarray(gram)).astype(np.float64)
+    norms = np.sqrt(np.maximum(np.diag(gram), 1e-12))
+    return gram / norms[:, None] / norms[None, :]
+
+
+def evaluate_baselines(settings: Settings, split: Split, genres: np.ndarray | None, real_time: bool,
+                       skip: str | None = None) -> dict[str, tuple[Recommender, Evaluation]]:
+    """Every baseline of the ``baselines`` setting (but ``skip``, and those needing real time where
+    there is none) fitted on ``split`` and evaluated on its test users: name -> (model, evaluation)."""
+    from training.models import model_class
+
+    n, popularity = split.train.n_items, split.known.counts()
+    out = {}
+    for name in dict.fromkeys(settings.baselines):
+        if name == skip or (model_class(name).needs_time and not real_time):
+            continue
+        baseline = model_class(name)()
+        fit_on_split(baseline, split, settings, progress=False)
+        out[name] = (baseline, evaluate(baseline, split.test, n, K, settings.exclude_seen, popularity, genres))
+    return out
+
+
+def beyond_accuracy(top: np.ndarray, n_items: int, popularity: np.ndarray | None, genres: np.ndarray | None,
+                    holdout: Holdout, cooccurrence: sparse.csr_matrix | None = None) -> dict[str, float | None]:
+    """Catalogue coverage, novelty (mean self-information of recommended items), intra-list
+    diversity and calibration (KL between each user's genre mix and their list's). Diversity is the
+    mean pairwise genre distance; where the data has no genres, the mean pairwise distance between
+    the items' columns of ``cooccurrence`` (item_cooccurrence: who engaged with them); None without
+    either, as is calibration without genres."""
+    k = top.shape[1]
+    out: dict[str, float | None] = {f"coverage_at_{k}": len(np.unique(top)) / max(n_items, 1),
+                                    "diversity": None, "calibration_kl": None}
     if popularity is not None:
         share = (popularity[1:] + 1.0) / (popularity[1:].sum() + n_items)
         out["novelty"] = float(-np.log2(share[top - 1]).mean())
-    if genres is None or genres.shape[1] == 0 or not genres.any():
-        out["diversity"], out["calibration_kl"] = None, None
+    if k < 2 or not len(top):
         return out
-    vec = genres[top]  # users x k x g
-    unit = vec / np.maximum(np.linalg.norm(vec, axis=2, keepdims=True), 1e-12)
-    sim = np.einsum("ukg,ulg->ukl", unit, unit)
-    pairs = k * (k - 1)
-    out["diversity"] = float((1.0 - (sim.sum(axis=(1, 2)) - np.einsum("ukk->u", sim)) / pairs).mean())
+    if genres is None or genres.shape[1] == 0 or not genres.any():
+        if cooccurrence is not None:
+            out["diversity"] = intra_list_diversity(top, lambda items: cosine(cooccurrence[:, items]))
+        return out
+    out["diversity"] = intra_list_diversity(top, lambda items: cosine(genres[items].T))
+    vec = genres[top]  # users x k x genres
     eps = 1e-3
     kls = []
     for row, history in enumerate(holdout.queries.histories):

@@ -11,14 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from longview.settings import Settings
+from training.long_term_value import Visits
 from training.models.base import Queries
 from training.sequences import Holdout, Split
+
+# The most recent items of each visit's history kept for the value head's rule (the longest input
+# a sequence model reads: SequenceSettings.max_len's upper bound).
+VISIT_HISTORY = 4096
 
 SPLIT_SETTINGS = ("holdout_share", "validation_share", "seed", "positive_min_rating", "positive_min_dwell_seconds",
                   "exclude_seen", "session_gap_minutes")
@@ -50,20 +55,25 @@ def _parts(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
 
 @dataclass
 class GateHoldout:
-    """What the gate scores models on: the test users and the catalogue they were indexed by."""
+    """What the gate scores models on: the test users and the catalogue they were indexed by, and
+    each baseline's per-user NDCG@10 on them (fitted on the same split)."""
 
     key: str
     item_ids: list[str]
     content: np.ndarray | None
     test: Holdout
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)
+    # The visits that ended after the split, for the value head's rule (None: no real time, or off).
+    visits: Visits | None = None
 
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
 
     @classmethod
-    def of(cls, split: Split, key: str) -> "GateHoldout":
-        return cls(key, list(split.train.item_ids), split.train.content, split.test)
+    def of(cls, split: Split, key: str, baselines: dict[str, np.ndarray] | None = None,
+           visits: Visits | None = None) -> "GateHoldout":
+        return cls(key, list(split.train.item_ids), split.train.content, split.test, dict(baselines or {}), visits)
 
     def save(self, settings: Settings) -> Path:
         folder = _folder(settings)
@@ -77,6 +87,15 @@ class GateHoldout:
         for name, value in (("now", q.now), ("last", q.last), ("profiles", q.profiles), ("content", self.content)):
             if value is not None:
                 arrays[name] = np.asarray(value)
+        arrays.update({f"baseline.{name}": np.asarray(ndcg, dtype=np.float64) for name, ndcg in self.baselines.items()})
+        if self.visits is not None:
+            v = self.visits
+            flat, offsets = _flat([h[-VISIT_HISTORY:] for h in v.queries.histories])
+            arrays.update({"visit.users": np.asarray(v.users, dtype=str), "visit.histories": flat,
+                           "visit.history_offsets": offsets, "visit.now": np.asarray(v.queries.now, dtype=np.float64),
+                           "visit.days": v.days, "visit.returned": v.returned})
+            if v.queries.profiles is not None:
+                arrays["visit.profiles"] = v.queries.profiles
         path = folder / f"{self.key}.npz"
         partial = path.with_suffix(".partial.npz")
         np.savez(partial, **arrays)
@@ -98,9 +117,29 @@ class GateHoldout:
             queries = Queries(_parts(a["histories"], a["history_offsets"]), a.get("now"), a.get("last"),
                               a.get("profiles"))
             test = Holdout([str(u) for u in a["users"]], queries, _parts(a["truth"], a["truth_offsets"]))
-            return cls(key, [str(i) for i in a["item_ids"]], a.get("content"), test)
+            baselines = {name.removeprefix("baseline."): a[name] for name in a if name.startswith("baseline.")}
+            if any(len(v) != len(test.users) for v in baselines.values()):
+                return None
+            visits = None
+            if "visit.users" in a:
+                now = a["visit.now"]
+                visits = Visits([str(u) for u in a["visit.users"]],
+                                Queries(_parts(a["visit.histories"], a["visit.history_offsets"]), now, now.copy(),
+                                        a.get("visit.profiles")), a["visit.days"], a["visit.returned"].astype(bool))
+                if not len(visits.users) == len(now) == len(visits.days) == len(visits.queries.histories):
+                    return None
+            return cls(key, [str(i) for i in a["item_ids"]], a.get("content"), test, baselines, visits)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
             return None
+
+
+def gate_visits(settings: Settings, split: Split) -> tuple[Visits, Visits] | None:
+    """holdout_visits's (before, after) on a temporal split with the value head enabled, else None."""
+    from training.long_term_value import holdout_visits
+
+    if split.split_time is None or not settings.value.enabled:
+        return None
+    return holdout_visits(settings, split)
 
 
 def gate_holdout(settings: Settings) -> tuple[GateHoldout, bool]:
@@ -113,7 +152,12 @@ def gate_holdout(settings: Settings) -> tuple[GateHoldout, bool]:
     saved = GateHoldout.load(settings, key)
     if saved is not None:
         return saved, True
-    split, _ = split_from_store(settings, protocol, real_time)
-    holdout = GateHoldout.of(split, key)
+    from training.evaluation import evaluate_baselines
+
+    split, content = split_from_store(settings, protocol, real_time)
+    measured = evaluate_baselines(settings, split, content.genres, real_time)
+    visits = gate_visits(settings, split)
+    holdout = GateHoldout.of(split, key, {name: e.ndcg for name, (_, e) in measured.items()},
+                             None if visits is None else visits[1])
     holdout.save(settings)
     return holdout, False

@@ -54,6 +54,11 @@ class Visits:
         label = self.returned & (self.days <= return_days)
         return label | (self.days >= return_days), label
 
+    def groups(self) -> list[np.ndarray]:
+        """Each user's visit indices: what a bootstrap over users resamples."""
+        names = np.asarray(self.users)
+        return [np.flatnonzero(names == user) for user in dict.fromkeys(self.users)]
+
     def baseline_features(self) -> np.ndarray:
         if self.queries.profiles is None:
             raise ValueError("the visits were built without user profiles: the baseline reads them")
@@ -113,6 +118,11 @@ def return_auc(label: np.ndarray, score: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(label, score)) if len(np.unique(label)) == 2 else float("nan")
+
+
+def auc_metric(known: np.ndarray, label: np.ndarray, scores: np.ndarray) -> Metric:
+    """Return AUC of ``scores`` on the visits of an index array whose outcome is ``known``."""
+    return lambda idx: return_auc(label[idx[known[idx]]], scores[idx[known[idx]]])
 
 
 def concordance(days: np.ndarray, returned: np.ndarray, predicted_days: np.ndarray, horizon: float) -> float:
@@ -203,11 +213,10 @@ def compare(forecast: ReturnForecast, baseline: np.ndarray, visits: Visits, samp
     intervals (none when ``samples`` is 0)."""
     h, horizon = forecast.return_days, forecast.horizon_days
     known, label = visits.within(h)
-    names = np.asarray(visits.users)
-    groups = [np.flatnonzero(names == user) for user in dict.fromkeys(visits.users)]
+    groups = visits.groups()
 
     def auc_of(scores: np.ndarray) -> Metric:
-        return lambda idx: return_auc(label[idx[known[idx]]], scores[idx[known[idx]]])
+        return auc_metric(known, label, scores)
 
     def c_of(predicted_days: np.ndarray) -> Metric:
         return lambda idx: concordance(visits.days[idx], visits.returned[idx], predicted_days[idx], horizon)
@@ -225,12 +234,14 @@ def compare(forecast: ReturnForecast, baseline: np.ndarray, visits: Visits, samp
                        forecast, visits, baseline)
 
 
-def evaluate_head(settings: Settings, split: Split, model, samples: int) -> ValueReport | None:
-    """The model's value head against the baseline on the temporal split's later visits; None
-    where there is nothing to evaluate (no head, no real time, no visit after the split)."""
+def evaluate_head(settings: Settings, split: Split, model, samples: int,
+                  visits: tuple[Visits, Visits] | None = None) -> ValueReport | None:
+    """The model's value head against the baseline on the temporal split's later visits (``visits``:
+    holdout_visits's, if already built); None where there is nothing to evaluate (no head, no real
+    time, no visit after the split)."""
     if split.split_time is None or getattr(model, "value", None) is None:
         return None
-    before, after = holdout_visits(settings, split)
+    before, after = visits if visits is not None else holdout_visits(settings, split)
     forecast = model.forecast_returns(after.queries) if len(after) else None
     if forecast is None:
         return None

@@ -32,6 +32,8 @@ class TrainResult:
     baselines: dict[str, dict[str, float | None]] = field(default_factory=dict)
     fit: dict = field(default_factory=dict)
     value: dict = field(default_factory=dict)  # the value head's figures ({}: no head)
+    registered: str | None = None  # the baseline registered as @challenger instead (None: ``model``)
+    registered_because: str = ""
 
 
 def dataset_marker(settings: Settings) -> dict:
@@ -61,8 +63,10 @@ def _params(settings: Settings, protocol: str, split, report) -> dict:
               "train_users": len(split.train.sequences), "holdout_users": len(split.test.users),
               "exclude_seen": settings.exclude_seen, "positive_min_rating": settings.positive_min_rating,
               "positive_min_dwell_seconds": settings.positive_min_dwell_seconds, "epochs_run": report.epochs}
-    if settings.model == "sequence":
+    if settings.model in ("sequence", "engagement"):
         params.update({f"sequence.{k}": v for k, v in settings.sequence.model_dump().items()})
+    if settings.model == "engagement":
+        params.update({f"engagement.{k}": v for k, v in settings.engagement.weights(settings.seed).items()})
     params.update({f"chosen.{k}": v for k, v in report.chosen.items()})
     return params
 
@@ -70,7 +74,7 @@ def _params(settings: Settings, protocol: str, split, report) -> dict:
 def train(settings: Settings, epochs: int | None = None, progress: bool = True) -> TrainResult:
     """Train, evaluate and register the configured model; ``epochs`` overrides the sequence
     model's (the other models have no epochs)."""
-    from training.evaluation import K, evaluate, fit_on_split
+    from training.evaluation import K, evaluate, evaluate_baselines, fit_on_split
     from training.models import model_class
     from training.models.distributed import process_group
     from training.sequences import split_from_store
@@ -86,44 +90,68 @@ def train(settings: Settings, epochs: int | None = None, progress: bool = True) 
     if rank != 0:
         return result
 
-    from training.gate_holdout import GateHoldout, holdout_key
+    from training.gate_holdout import GateHoldout, gate_visits, holdout_key
 
-    GateHoldout.of(split, holdout_key(settings, protocol)).save(settings)  # the gate reuses it
     n, popularity = split.train.n_items, split.known.counts()
-    metrics = evaluate(model, split.test, n, K, settings.exclude_seen, popularity, content.genres).summary()
-    baselines = {}
-    for name in dict.fromkeys(settings.baselines):
-        if name == settings.model or (model_class(name).needs_time and not real_time):
-            continue
-        baseline = model_class(name)()
-        fit_on_split(baseline, split, settings, progress=False)
-        baselines[name] = evaluate(baseline, split.test, n, K, settings.exclude_seen, popularity,
-                                   content.genres).summary()
-    value = _value_report(settings, split, model)  # the long-term value head against its churn baseline
+    ours = evaluate(model, split.test, n, K, settings.exclude_seen, popularity, content.genres)
+    metrics = ours.summary()
+    measured = evaluate_baselines(settings, split, content.genres, real_time, skip=settings.model)
+    baselines = {name: evaluation.summary() for name, (_, evaluation) in measured.items()}
+    visits = gate_visits(settings, split)
+    # The gate reuses the holdout, the baselines' per-user figures on it and its visits.
+    GateHoldout.of(split, holdout_key(settings, protocol), {n: e.ndcg for n, (_, e) in measured.items()},
+                   None if visits is None else visits[1]).save(settings)
+    value = _value_report(settings, split, model, visits)  # the long-term value head against its churn baseline
     result.metrics, result.baselines = metrics, baselines
     result.value = {} if value is None else value.figures()
+    better = _better_baseline(settings, ours, measured)
+    registered = model if better is None else better[0]
+    if better is not None:
+        result.registered, result.registered_because = registered.name, better[1]
+        print(better[1], flush=True)
     result.run_id, result.model_version = _log_and_register(settings, protocol, split, model, report, metrics,
-                                                            baselines, value)
+                                                            baselines, value, registered)
     settings.train_dir.mkdir(parents=True, exist_ok=True)
     (settings.train_dir / "metrics.json").write_text(json.dumps(asdict(result), indent=2, default=str))
     return result
 
 
-def _value_report(settings: Settings, split, model):
+def _better_baseline(settings: Settings, ours, measured: dict) -> tuple | None:
+    """The best baseline, fitted, where the trained model is worse than it on the holdout beyond the
+    paired noise and the gate's ``prefer_better_baseline`` is on (users should get the better one):
+    (the fitted baseline, why), else None."""
+    from training.evaluation import paired_difference
+
+    if not settings.gate.prefer_better_baseline or not measured:
+        return None
+    best = max(measured, key=lambda name: float(measured[name][1].ndcg.mean()))
+    fitted, theirs = measured[best]
+    diff, lo, hi = paired_difference(ours.ndcg, theirs.ndcg, settings.gate.bootstrap_samples, settings.seed)
+    if hi >= -settings.gate.baseline_tolerance:
+        return None
+    return fitted, (f"{settings.model} is worse than {best} on the holdout beyond noise (NDCG@10 {diff:+.4f} "
+                    f"[{lo:+.4f}, {hi:+.4f}]): {best} is registered as @challenger instead")
+
+
+def _value_report(settings: Settings, split, model, visits):
     """The value head on the holdout's visits against the churn baseline (no intervals: the
     benchmark has them), or None without a head; a baseline that cannot be fitted (too few
     visits of one outcome) leaves a note, not a failed training run."""
     from training.long_term_value import evaluate_head
 
+    if visits is None:
+        return None
     try:
-        return evaluate_head(settings, split, model, samples=0)
+        return evaluate_head(settings, split, model, samples=0, visits=visits)
     except ValueError as exc:
         print(f"long-term value head not evaluated: {exc}")
         return None
 
 
 def _log_and_register(settings: Settings, protocol: str, split, model, report, metrics: dict,
-                      baselines: dict, value=None) -> tuple[str, str]:
+                      baselines: dict, value=None, registered=None) -> tuple[str, str]:
+    """Log the run of ``model`` and register ``registered`` (default: ``model``; a better baseline
+    otherwise) as @challenger."""
     import mlflow
 
     from training.evaluation import K
@@ -162,11 +190,16 @@ def _log_and_register(settings: Settings, protocol: str, split, model, report, m
             if plot is not None:
                 mlflow.log_artifact(str(plot), artifact_path="plots")
         history = [split.train.item_ids[i - 1] for i in split.test.queries.histories[0][-5:]]
-        info = log_packaged_model(model, split.train.item_ids, settings, registered_model_name=REGISTERED_MODEL,
+        registered = model if registered is None else registered
+        info = log_packaged_model(registered, split.train.item_ids, settings, registered_model_name=REGISTERED_MODEL,
                                   example_history=history)
         version = str(info.registered_model_version)
         client.set_registered_model_alias(REGISTERED_MODEL, CHALLENGER, version)
-        for key, value in {"model": settings.model, ndcg: f"{metrics[ndcg]:.4f}", "feature_service": FEATURE_SERVICE,
-                           "protocol": protocol}.items():
+        figure = metrics[ndcg] if registered is model else baselines[registered.name][ndcg]
+        tags = {"model": registered.name, ndcg: f"{figure:.4f}", "feature_service": FEATURE_SERVICE, "protocol": protocol}
+        if registered is not model:
+            tags["chosen_over"] = settings.model
+            mlflow.set_tag("registered", registered.name)
+        for key, value in tags.items():
             client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
         return run.info.run_id, version

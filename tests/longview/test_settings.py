@@ -103,3 +103,23 @@ def test_the_value_head_settings_refuse_what_cannot_be_modelled(monkeypatch, tmp
         with pytest.raises(ValidationError, match=match):
             get_settings()
         monkeypatch.delenv(f"LONGVIEW_VALUE__{name}")
+
+
+def test_the_policy_and_gate_settings_refuse_nonsense(monkeypatch, tmp_path):
+    import pytest
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("LONGVIEW_HOME", str(tmp_path))
+    monkeypatch.setenv("LONGVIEW_ENGAGEMENT__DIVERSITY_WEIGHT", "0.5")
+    settings = get_settings()
+    assert settings.engagement.weights(settings.seed)["seed"] == settings.seed
+    assert settings.engagement.diversity_weight == 0.5 and settings.gate.accuracy_tolerance is None
+    for section, name, bad in (("ENGAGEMENT", "EXPLORATION", "0.9"), ("ENGAGEMENT", "VALUE_WEIGHT", "-1"),
+                               ("ENGAGEMENT", "NOVELTY_WEIGHT", "nan"), ("ENGAGEMENT", "CANDIDATES", "0"),
+                               ("ENGAGEMENT", "CANDIDATES", "3.5"), ("ENGAGEMENT", "WEIGHTS", "1"),
+                               ("GATE", "LATENCY_BUDGET_MS", "0"), ("GATE", "ACCURACY_TOLERANCE", "2"),
+                               ("GATE", "BASELINE_TOLERANCE", "-0.1"), ("GATE", "PREFER_BETTER_BASELINE", "maybe")):
+        monkeypatch.setenv(f"LONGVIEW_{section}__{name}", bad)
+        with pytest.raises(ValidationError, match=name.lower()):
+            get_settings()
+        monkeypatch.delenv(f"LONGVIEW_{section}__{name}")

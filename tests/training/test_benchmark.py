@@ -21,7 +21,7 @@ def ml100k_run(tmp_path_factory):
            "LONGVIEW_SEQUENCE__MAX_LEN": "50", "LONGVIEW_SEQUENCE__ENSEMBLE": "1", "LONGVIEW_SEQUENCE__LEARNING_RATE": "0.005"}
     dump = folder / "top10.jsonl"
     result = longview("bench", "accuracy", "--dataset", "ml-100k", "--protocol", "loo",
-                      "--models", "popularity,recent_popularity,sequence", "--dump-topk", str(dump), env=env, timeout=1200)
+                      "--models", "popularity,recent_popularity,sequence,engagement", "--dump-topk", str(dump), env=env, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     return result, dump
 
@@ -31,13 +31,27 @@ def test_sequence_model_beats_popularity_on_real_data(ml100k_run):
     report = last_json(result.stdout)
     assert report["dataset"] == "ml-100k" and report["protocol"] == "loo"
     models = report["models"]
-    assert set(models) == {"popularity", "recent_popularity", "sequence"}
+    assert set(models) == {"popularity", "recent_popularity", "sequence", "engagement"}
     for figures in models.values():
         assert {"ndcg_at_10", "hr_at_10", "coverage_at_10", "train_seconds", "peak_memory_mb"} <= set(figures)
         assert figures["peak_memory_mb"] > 0
     assert models["sequence"]["ndcg_at_10"] > models["popularity"]["ndcg_at_10"]
     assert "vs recent_popularity" in result.stdout and "95% interval" in result.stdout
     assert "plots and figures logged to MLflow" in result.stdout
+
+
+def test_the_engagement_policy_is_scored_on_the_same_fitted_sequence_model(ml100k_run):
+    result, dump = ml100k_run
+    models = last_json(result.stdout)["models"]
+    policy, sequence = models["engagement"], models["sequence"]
+    assert policy["train_seconds"] == sequence["train_seconds"], "one training serves both"
+    assert {"diversity", "novelty"} <= set(policy) and policy["ndcg_at_10"] > models["popularity"]["ndcg_at_10"]
+    assert "engagement vs sequence: NDCG@10" in result.stdout and "coverage" in result.stdout
+    assert "P(return within 7 d), MMR over content item vectors" in result.stdout, "ml-100k has times and content"
+    rows = [json.loads(line) for line in dump.read_text().splitlines() if '"engagement"' in line]
+    ndcg = [sum(1 / np.log2(n + 2) for n, item in enumerate(r["top"][:10]) if item in r["held_out"]) for r in rows]
+    assert np.mean(ndcg) == pytest.approx(policy["ndcg_at_10"], abs=1e-4)
+    assert all(len(set(r["top"])) == 10 for r in rows)
 
 
 def test_dumped_lists_recompute_the_reported_metric(ml100k_run):

@@ -16,7 +16,8 @@ def holdout(key: str, profiles: bool = True) -> GateHoldout:
     queries = Queries(histories, np.array([1e9, 2e9, 3e9]), np.array([1e9 - 5, 2e9 - 5, 3e9 - 5]),
                       rng.random((3, 4)).astype(np.float32) if profiles else None)
     test = Holdout(["u1", "ü2", "u 3"], queries, [np.array([4]), np.array([5, 6]), np.array([7])])
-    return GateHoldout(key, [f"i{n}" for n in range(1, 20)], rng.random((20, 5)).astype(np.float32), test)
+    return GateHoldout(key, [f"i{n}" for n in range(1, 20)], rng.random((20, 5)).astype(np.float32), test,
+                       {"popularity": np.array([0.0, 0.5, 1.0]), "item_knn": np.array([0.25, 0.0, 0.125])})
 
 
 def test_a_saved_holdout_comes_back_the_same(tmp_path):
@@ -30,6 +31,8 @@ def test_a_saved_holdout_comes_back_the_same(tmp_path):
     for name in ("now", "last", "profiles"):
         assert np.array_equal(getattr(again.test.queries, name), getattr(original.test.queries, name))
     assert np.array_equal(again.content, original.content)
+    assert again.baselines.keys() == original.baselines.keys()
+    assert all(np.array_equal(again.baselines[n], original.baselines[n]) for n in original.baselines)
     bare = holdout("def", profiles=False)
     bare.content = None
     bare.save(settings)
@@ -46,3 +49,7 @@ def test_an_unreadable_holdout_is_rebuilt_not_trusted(tmp_path):
     path.write_bytes(b"not a zip at all")
     assert GateHoldout.load(settings, "abc") is None
     assert GateHoldout.load(settings, "never-saved") is None
+    wrong = holdout("ghi")
+    wrong.baselines["popularity"] = np.array([0.5])  # per-user figures of other users: not this holdout's
+    wrong.save(settings)
+    assert GateHoldout.load(settings, "ghi") is None

@@ -15,7 +15,7 @@ from longview.settings import PROJECT_ROOT, REGISTERED_MODEL
 from tests.conftest import SMALL_WORLD, longview
 from training import audit
 from training.promotion import promote, rollback
-from training.tracking import CHALLENGER, CHAMPION, alias_version, mlflow_client
+from training.tracking import CHALLENGER, CHAMPION, alias_version, load_version, mlflow_client
 from training.train import train
 
 
@@ -80,18 +80,26 @@ def test_worse_challenger_does_not_move_the_champion(trained):
     # An untrained, time-blind model: deliberately worse (with the time signals, validation would
     # make it a popularity blend); beside the one baseline asked for.
     blind = trained.sequence.model_copy(update={"time_signals": False})
-    worse = train(trained.model_copy(update={"baselines": ["popularity"], "sequence": blind}), epochs=0, progress=False)
-    assert set(worse.baselines) == {"popularity"}
+    # the rules at their defaults; register the worse model itself for the gate to judge
+    strict = trained.model_copy(update={"gate": trained.gate.model_copy(update={"baseline_tolerance": 0.0})})
+    keep = strict.gate.model_copy(update={"prefer_better_baseline": False})
+    worse = train(strict.model_copy(update={"baselines": ["popularity"], "sequence": blind, "gate": keep}),
+                  epochs=0, progress=False)
+    assert set(worse.baselines) == {"popularity"} and worse.registered is None
     assert str(alias_version(client, CHALLENGER).version) == worse.model_version
-    gate = promote(trained)
+    gate = promote(strict)
     assert not gate.promoted
     assert gate.challenger_score < gate.champion_score
     assert alias_version(client, CHAMPION).version == before
     tag = json.loads(client.get_model_version(REGISTERED_MODEL, worse.model_version).tags["gate"])
     assert tag["promoted"] is False
     # each rule's verdict, by name, in the result and in the audit log (file and version tags)
-    assert [(v.rule, v.passed) for v in gate.rules] == [("artifact_loads", True), ("scores_finite", True),
-                                                        ("not_worse_than_champion", False)]
+    assert [(v.rule, v.passed) for v in gate.rules][:6] == [
+        ("artifact_loads", True), ("scores_finite", True), ("behavioural_tests", True), ("scoring_latency", True),
+        ("not_worse_than_best_baseline", False), ("not_worse_than_champion", False)]
+    assert [v.rule for v in gate.rules[6:]] == ["value_head_not_worse"]
+    assert "vs popularity" in gate.rules[4].detail and "worse beyond noise" in gate.rules[4].detail
+    assert "measured: half-width of the 95% paired bootstrap interval" in gate.rules[5].detail
     entry = audit.read(trained)[-1]
     assert entry["action"] == "promote" and entry["outcome"] == "refused" and entry["trigger"] == "cli"
     assert entry["challenger"] == worse.model_version and entry["champion_after"] == str(before)
@@ -99,6 +107,28 @@ def test_worse_challenger_does_not_move_the_champion(trained):
     assert entry["metrics"]["holdout"]["reused"] is True, "train saved the holdout of this data version"
     tags = client.get_model_version(REGISTERED_MODEL, worse.model_version).tags
     assert json.loads(tags["audit.0001"])["outcome"] == "refused"
+    assert entry["metrics"]["champion"]["tolerance"] == entry["metrics"]["champion"]["measured_noise"] > 0
+
+
+def test_a_baseline_better_than_the_model_is_registered_in_its_place(trained):
+    """Users get whichever is best: the untrained model loses to popularity beyond noise, so train
+    registers popularity, packaged like any model, as @challenger."""
+    client = mlflow_client(trained)
+    blind = trained.sequence.model_copy(update={"time_signals": False})
+    strict = trained.gate.model_copy(update={"baseline_tolerance": 0.0})  # the default
+    result = train(trained.model_copy(update={"baselines": ["popularity"], "sequence": blind, "gate": strict}),
+                   epochs=0, progress=False)
+    assert result.registered == "popularity" and "registered as @challenger instead" in result.registered_because
+    version = client.get_model_version(REGISTERED_MODEL, result.model_version)
+    assert version.tags["model"] == "popularity" and version.tags["chosen_over"] == "sequence"
+    packaged = load_version(trained, result.model_version)
+    assert packaged.model_name == "popularity" and len(packaged.rank([[]], None, 5)[0]) == 5
+    # It has no long-term value head, and the champion has one: the gate keeps the champion.
+    before = alias_version(client, CHAMPION).version
+    gate = promote(trained)
+    value = next(v for v in gate.rules if v.rule == "value_head_not_worse")
+    assert not value.passed and "has no value head and the champion has one" in value.detail
+    assert not gate.promoted and alias_version(client, CHAMPION).version == before
 
 
 def test_train_under_torchrun_registers_once_from_rank_zero(trained):
@@ -225,7 +255,8 @@ def test_a_tie_goes_by_the_rule_and_a_rollback_restores_and_is_audited(trained):
     again = train(trained, progress=False)
     gate = promote(trained)
     assert gate.promoted and gate.champion == again.model_version, gate.reason
-    assert gate.challenger_score >= gate.champion_score - trained.gate.accuracy_tolerance
+    champion = next(v for v in gate.rules if v.rule == "not_worse_than_champion")
+    assert champion.passed and "-tolerance" in champion.detail
     assert str(alias_version(client, CHAMPION).version) == again.model_version
     restored = rollback(trained, trigger="test")
     assert restored.promoted and restored.action == "rollback" and restored.champion == first

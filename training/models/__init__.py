@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from .base import FitReport, Interactions, Queries, Recommender
+from .engagement import EngagementPolicy
 from .item_matrix import EASE, ItemKNN
 from .popularity import Popularity, RecentPopularity
 from .sequence import SequenceModel
 
 MODELS: dict[str, type[Recommender]] = {m.name: m for m in (Popularity, RecentPopularity, EASE, ItemKNN,
-                                                           SequenceModel)}
+                                                           SequenceModel, EngagementPolicy)}
 BASELINES = ("popularity", "recent_popularity", "ease", "item_knn")
 
 

@@ -45,6 +45,21 @@ class CausalBlock(nn.Module):
         x = x + residual_dropout(self.out(attended.transpose(1, 2).reshape(b, n, d)), self.dropout, self.training)
         return x + residual_dropout(self.ff(self.norm2(x)), self.dropout, self.training)
 
+    def appended(self, prefix: torch.Tensor, last: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference on one history (1 x n x dim, ``mask`` its causal mask) followed by each of m
+        alternative last items (m x dim): each last item attends to the shared history and itself."""
+        n, d, h = prefix.shape[1], prefix.shape[2], self.heads
+        m = last.shape[0]
+        q, k, v = self.qkv(self.norm1(last)).view(m, 3, h, d // h).permute(1, 0, 2, 3)[:, :, :, None]  # m x h x 1 x d/h
+        if n:
+            qp, kp, vp = self.qkv(self.norm1(prefix)).view(1, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+            k = torch.cat([kp.expand(m, h, n, d // h), k], dim=2)
+            v = torch.cat([vp.expand(m, h, n, d // h), v], dim=2)
+            prefix = prefix + self.out(F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask).transpose(1, 2).reshape(1, n, d))
+            prefix = prefix + self.ff(self.norm2(prefix))
+        last = last + self.out(F.scaled_dot_product_attention(q, k, v).reshape(m, d))
+        return prefix, last + self.ff(self.norm2(last))
+
 
 class SASRecNet(nn.Module):
     """Item index 0 is padding; sequences are left-padded (most recent item last)."""
@@ -117,6 +132,25 @@ class SASRecNet(nn.Module):
         for block in self.blocks:
             x = block(x, mask)
         return self.norm(x)
+
+    def encode_appended(self, history: torch.Tensor, candidates: torch.Tensor,
+                        table: torch.Tensor | None = None) -> torch.Tensor:
+        """m x dim: the last hidden state of ``history`` (item indices, no padding, shorter than
+        max_len) followed by each of the m ``candidates``, as encode() gives it, at about the cost of
+        encoding the history once: under causal attention the history's states do not depend on what
+        follows, and positions count back from the end, so they are the same for every candidate."""
+        table = self.item_table() if table is None else table
+        n = int(history.shape[0])
+        if n >= self.max_len:
+            raise ValueError(f"a history of {n} items leaves no room for a candidate within {self.max_len}")
+        positions = torch.arange(n, -1, -1, device=history.device)
+        scale = math.sqrt(self.dim)
+        prefix = (table[history] * scale + self.position_embedding(positions[:n]))[None]
+        last = table[candidates] * scale + self.position_embedding(positions[n:])
+        mask = torch.ones(n, n, dtype=torch.bool, device=history.device).tril()[None, None]
+        for block in self.blocks:
+            prefix, last = block.appended(prefix, last, mask)
+        return self.norm(last)
 
     def logits(self, hidden: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of every item for hidden states (..., dim); padding can never win."""

@@ -484,6 +484,27 @@ class SequenceModel(Recommender):
         survival = torch.cat(curves) if curves else torch.ones(0, len(edges) - 1)
         return forecast(survival, edges, float(self.value["return_days"]))
 
+    def forecast_appended(self, history: np.ndarray, candidates: np.ndarray, now: float,
+                          profile: np.ndarray | None) -> ReturnForecast | None:
+        """forecast_returns for ``history`` followed by each candidate in turn (had the user consumed
+        it at ``now`` and left), encoding the history once per network (SASRecNet.encode_appended)."""
+        net = self.net
+        if net is None or not self.value:
+            return None
+        edges = np.asarray(self.value["edges"], dtype=np.float64)
+        m = len(candidates)
+        profiles = None if profile is None else np.repeat(np.asarray(profile, dtype=np.float32)[None], m, axis=0)
+        side = torch.from_numpy(anchor_features(np.full(m, float(now)), profiles, self.profile_width))
+        kept = torch.from_numpy(np.asarray(history, dtype=np.int64)[-(net.max_len - 1):] if net.max_len > 1
+                                else np.zeros(0, dtype=np.int64))
+        chosen = torch.from_numpy(np.asarray(candidates, dtype=np.int64))
+        with torch.inference_mode():
+            if self._tables is None:
+                self._tables = [member.item_table() for member in self.nets]
+            survival = sum(member.value_head.survival(member.value_head(member.encode_appended(kept, chosen, table), side))
+                           for member, table in zip(self.nets, self._tables, strict=True)) / len(self.nets)
+        return forecast(survival, edges, float(self.value["return_days"]))
+
     # -- saving ---------------------------------------------------------------------------------
     def config(self) -> dict:
         net = self.net

@@ -73,7 +73,8 @@ def test_recent_popularity_counts_only_the_window_before_each_request(quick):
         RecentPopularity().fit(no_time, quick)
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS if n != "recent_popularity"])  # its window: tested below
+# recent_popularity's window is tested below; the engagement policy re-ranks popularity's top (test_engagement.py).
+@pytest.mark.parametrize("name", [n for n in MODELS if n not in ("recent_popularity", "engagement")])
 def test_a_user_without_history_gets_the_popularity_ranking(name, world, quick):
     model = model_class(name)()
     model.fit(world, quick, progress=False)
@@ -464,3 +465,20 @@ def test_profile_vectors_read_counts_on_a_log_scale_and_the_taste_as_given():
     assert vector[PROFILE_FIELDS.index("active_days")] == pytest.approx(np.log1p(9))
     assert vector[-2:].tolist() == [0.25, 0.75]
     assert not profile_vectors([{"taste": [0.5, 0.5, 0.0]}], 2)[0].any(), "a taste of another width is not read"
+
+
+@pytest.mark.parametrize("length", [0, 1, 6])
+def test_encoding_a_history_once_for_many_last_items_matches_encoding_each(length):
+    """SASRecNet.encode_appended (the policy's value of each candidate) is exact, not an approximation."""
+    from training.models.sasrec_net import SASRecNet
+
+    torch.manual_seed(0)
+    net = SASRecNet(20, 8, dim=16, blocks=2, heads=2, dropout=0.0).eval()
+    history = torch.randint(1, 21, (length,))
+    candidates = torch.tensor([3, 7, 7, 20])
+    with torch.no_grad():
+        fast = net.encode_appended(history, candidates)
+        each = net.encode(torch.stack([torch.cat([history, c[None]]) for c in candidates]))[:, -1]
+    assert torch.allclose(fast, each, atol=1e-5)
+    with pytest.raises(ValueError, match="no room for a candidate"):
+        net.encode_appended(torch.randint(1, 21, (8,)), candidates)

@@ -79,25 +79,43 @@ def test_forecast_follows_from_the_hazards():
     assert result.expected_days[1] < result.expected_days[0] <= 30.0
 
 
-def returning_world(users: int = 120, items: int = 30, seed: int = 0) -> Interactions:
-    """Users of items 1-15 come back half a day after each visit, users of items 16-30 after 20
-    days; each user's last visit is followed by 40 days of silence (a censored visit)."""
+def visit_world(users: int, items: int, seed: int, draw, gap_days) -> Interactions:
+    """Six visits of three items per user (``draw(rng, user)`` picks each), the next visit
+    ``gap_days(user, last item)`` days later (+-20%); each user's last visit is followed by 40 days
+    of silence (a censored visit)."""
     rng = np.random.default_rng(seed)
     sequences, times, visits = [], [], []
     for user in range(users):
-        sticky = user % 2 == 0
         t, seq, ts, vs = 1_000_000.0, [], [], []
         for _visit in range(6):
             for j in range(3):
-                seq.append(rng.integers(1, 16) if sticky else rng.integers(16, items + 1))
+                seq.append(int(draw(rng, user)))
                 ts.append(t + 60.0 * j)
                 vs.append(j == 0)
-            t += DAY * (0.5 if sticky else 20.0) * rng.uniform(0.8, 1.2)
+            t += DAY * gap_days(user, seq[-1]) * rng.uniform(0.8, 1.2)
         sequences.append(np.array(seq, dtype=np.int64))
         times.append(np.array(ts))
         visits.append(np.array(vs))
     return Interactions([f"i{n}" for n in range(1, items + 1)], sequences, [np.ones(len(s), bool) for s in sequences],
                         times, visits=visits, observed_until=np.array([t[-1] + 40 * DAY for t in times]))
+
+
+def returning_world(users: int = 120, items: int = 30, seed: int = 0) -> Interactions:
+    """Users of items 1-15 come back half a day after each visit, users of items 16-30 after 20 days."""
+    def draw(rng, user):
+        return rng.integers(1, 16) if user % 2 == 0 else rng.integers(16, items + 1)
+    return visit_world(users, items, seed, draw, lambda user, _last: 0.5 if user % 2 == 0 else 20.0)
+
+
+def fit_with_head(world: Interactions, home) -> tuple[SequenceModel, object, object]:
+    """A brief sequence model with a value head on ``world``: (model, settings, fit report)."""
+    from longview.settings import get_settings
+
+    settings = get_settings(home=home, sequence={"dim": 16, "ensemble": 1, "epochs": 10, "dropout": 0.0, "max_len": 8,
+                                                 "batch_size": 16, "learning_rate": 0.01, "time_signals": False})
+    model = SequenceModel()
+    report = model.fit(world, settings, progress=False)
+    return model, settings, report
 
 
 def visit_end_queries(data: Interactions, position: int) -> Queries:
@@ -107,13 +125,7 @@ def visit_end_queries(data: Interactions, position: int) -> Queries:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from longview.settings import get_settings
-
-    settings = get_settings(home=tmp_path_factory.mktemp("home"),
-                            sequence={"dim": 16, "ensemble": 1, "epochs": 10, "dropout": 0.0, "max_len": 8,
-                                      "batch_size": 16, "learning_rate": 0.01, "time_signals": False})
-    model = SequenceModel()
-    report = model.fit(returning_world(), settings, progress=False)
+    model, _, report = fit_with_head(returning_world(), tmp_path_factory.mktemp("home"))
     return model, report
 
 
