@@ -126,7 +126,9 @@ class GateHoldout:
                 visits = Visits([str(u) for u in a["visit.users"]],
                                 Queries(_parts(a["visit.histories"], a["visit.history_offsets"]), now, now.copy(),
                                         a.get("visit.profiles")), a["visit.days"], a["visit.returned"].astype(bool))
-                if not len(visits.users) == len(now) == len(visits.days) == len(visits.queries.histories):
+                rows = {len(visits.users), len(now), len(visits.days), len(visits.returned), len(visits.queries.histories)}
+                profiles = visits.queries.profiles
+                if len(rows) != 1 or (profiles is not None and len(profiles) != len(now)):
                     return None
             return cls(key, [str(i) for i in a["item_ids"]], a.get("content"), test, baselines, visits)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):

@@ -68,9 +68,12 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
+REQUEST_HISTORY = 200  # the most recent items a request sends (the service's default history length)
+
+
 def _histories(holdout: GateHoldout, users: int) -> list[list[str]]:
     """Item-id histories of the first ``users`` holdout users (as a request would send them)."""
-    return [[holdout.item_ids[i - 1] for i in h[-200:]] for h in holdout.test.queries.histories[:users]]
+    return [[holdout.item_ids[i - 1] for i in h[-REQUEST_HISTORY:]] for h in holdout.test.queries.histories[:users]]
 
 
 def judge(settings: Settings, holdout: GateHoldout, challenger: str, champion: str | None

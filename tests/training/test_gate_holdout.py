@@ -53,3 +53,15 @@ def test_an_unreadable_holdout_is_rebuilt_not_trusted(tmp_path):
     wrong.baselines["popularity"] = np.array([0.5])  # per-user figures of other users: not this holdout's
     wrong.save(settings)
     assert GateHoldout.load(settings, "ghi") is None
+    from training.long_term_value import Visits
+
+    torn = holdout("jkl")  # visits whose profile rows do not match their visits: rebuilt, not trusted
+    torn.visits = Visits(["u1", "u2"], Queries([np.array([1]), np.array([2, 3])], np.array([1e9, 2e9]),
+                                               np.array([1e9, 2e9]), np.zeros((1, 4), dtype=np.float32)),
+                         np.array([1.0, 40.0]), np.array([True, False]))
+    torn.save(settings)
+    assert GateHoldout.load(settings, "jkl") is None
+    torn.visits.queries.profiles = np.zeros((2, 4), dtype=np.float32)
+    torn.save(settings)
+    back = GateHoldout.load(settings, "jkl")
+    assert back is not None and back.visits.users == ["u1", "u2"] and back.visits.returned.tolist() == [True, False]
