@@ -248,36 +248,47 @@ def test_a_broken_challenger_artifact_is_refused_and_the_champion_untouched(trai
     assert alias_version(client, CHAMPION).version == before
 
 
-def test_a_tie_goes_by_the_rule_and_a_rollback_restores_and_is_audited(trained):
+def test_a_better_challenger_replaces_a_worse_champion_a_tie_goes_by_the_rule_and_rollback_is_audited(trained):
     client = mlflow_client(trained)
-    first = str(alias_version(client, CHAMPION).version)
-    # the same model trained again: a tie with the champion, which the rule (>= minus tolerance) passes
-    again = train(trained, progress=False)
+    # A weak model in charge: untrained and time-blind, put there by a person's rollback to it.
+    blind = trained.sequence.model_copy(update={"time_signals": False})
+    untrained = trained.model_copy(update={"baselines": [], "sequence": blind})
+    weak = train(untrained, epochs=0, progress=False)
+    assert rollback(trained, to_version=weak.model_version, trigger="test").champion == weak.model_version
+    # The same weak model again: an exact tie, decided by the rule (>= minus the measured tolerance).
+    twin = train(untrained, epochs=0, progress=False)
+    tie = promote(trained)
+    assert tie.promoted and tie.champion == twin.model_version, tie.reason
+    tied = next(v for v in tie.rules if v.rule == "not_worse_than_champion")
+    assert tied.passed and "difference +0.0000" in tied.detail and "-tolerance" in tied.detail
+    # A genuinely better challenger: the trained model, better than the weak champion beyond noise.
+    better = train(trained, progress=False)
     gate = promote(trained)
-    assert gate.promoted and gate.champion == again.model_version, gate.reason
-    champion = next(v for v in gate.rules if v.rule == "not_worse_than_champion")
-    assert champion.passed and "-tolerance" in champion.detail
-    assert str(alias_version(client, CHAMPION).version) == again.model_version
+    assert gate.promoted and gate.champion == better.model_version, gate.reason
+    assert all(v.passed for v in gate.rules) and gate.challenger_score > gate.champion_score
+    _, low, _ = audit.read(trained)[-1]["metrics"]["champion"]["difference"]
+    assert low > 0, "better than the champion beyond the paired noise, not only by >="
+    assert str(alias_version(client, CHAMPION).version) == better.model_version
+    # A rollback restores the previous champion and is audited in the file and the version's tags.
     restored = rollback(trained, trigger="test")
-    assert restored.promoted and restored.action == "rollback" and restored.champion == first
-    assert str(alias_version(client, CHAMPION).version) == first
+    assert restored.promoted and restored.action == "rollback" and restored.champion == twin.model_version
+    assert str(alias_version(client, CHAMPION).version) == twin.model_version
     entry = audit.read(trained)[-1]
     assert (entry["action"], entry["outcome"], entry["trigger"]) == ("rollback", "rolled back", "test")
-    assert (entry["champion_before"], entry["champion_after"]) == (again.model_version, first)
-    audited = [json.loads(v) for k, v in client.get_model_version(REGISTERED_MODEL, first).tags.items()
+    assert (entry["champion_before"], entry["champion_after"]) == (better.model_version, twin.model_version)
+    audited = [json.loads(v) for k, v in client.get_model_version(REGISTERED_MODEL, twin.model_version).tags.items()
                if k.startswith("audit.")]
     assert any(e["action"] == "rollback" for e in audited)
-    # to a named version, and back; nonsense is refused with a reason and nothing moves
-    assert rollback(trained, to_version=again.model_version).champion == again.model_version
-    assert rollback(trained, to_version=first).champion == first
-    for bad, message in (("999", "has no version '999'"), (first, "already is the champion")):
+    # to a named version; nonsense is refused with a reason and nothing moves
+    assert rollback(trained, to_version=better.model_version).champion == better.model_version
+    for bad, message in (("999", "has no version '999'"), (better.model_version, "already is the champion")):
         try:
             rollback(trained, to_version=bad)
         except ValueError as exc:
             assert message in str(exc)
         else:
             raise AssertionError(f"rollback to {bad} was not refused")
-    assert str(alias_version(client, CHAMPION).version) == first
+    assert str(alias_version(client, CHAMPION).version) == better.model_version
 
 
 def test_promote_options_are_checked(trained):
