@@ -110,7 +110,8 @@ def _redis_store(settings: Settings) -> Iterator[Settings]:
 def features(settings: Settings, root: Path | None = None, calls: int = 2000) -> Iterator[str]:
     """Prepare ml-100k in its own data home, build its features, then time online reads of exactly
     the serving feature set for random users, on SQLite and on Redis, every call reading the store."""
-    from longview.feature_store import OnlineFeatureReader, apply, materialize, online_user_features
+    from longview.feature_store import apply, materialize
+    from longview.online_features import OnlineFeatureReader, online_user_features
     from longview.features import USER_VIEW, write_feature_tables
     from longview.pipeline import prepare_dataset
 

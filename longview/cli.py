@@ -230,7 +230,7 @@ def promote(
 
 
 def _run_step(step) -> None:
-    from longview.feature_store import FeatureStoreError
+    from longview.online_features import FeatureStoreError
 
     try:
         _print_json(step(get_settings()))

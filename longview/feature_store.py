@@ -11,7 +11,6 @@ import importlib
 import os
 import string
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,16 +27,13 @@ from longview.features import (
     user_profile_table,
     write_feature_tables,
 )
+from longview.online_features import entity_key, feature_service, online_read
 from longview.settings import Settings
 from longview.store import load_catalogue, load_events
 
 DEFINITION_MODULES = ("entities", "data_sources", "features", "feature_services")
 USER_PUSH_SOURCE, HISTORY_PUSH_SOURCE = "user_profile_push", "user_history_push"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-class FeatureStoreError(RuntimeError):
-    """The feature store cannot answer: not built yet, or a definition missing from its registry."""
 
 
 @dataclass
@@ -162,7 +158,7 @@ def _rewrite_corrections(store, view, since: datetime) -> int:
     client = store.provider.online_store._get_client(config.online_store)
     ts_field = f"_ts:{_versioned_fv_name(view, config)}"
     for entity in corrected[key]:
-        client.hdel(_redis_key(config.project, _entity_key(key, entity), config.entity_key_serialization_version),
+        client.hdel(_redis_key(config.project, entity_key(key, entity), config.entity_key_serialization_version),
                     ts_field)
     store.write_to_online_store(view.name, corrected.reset_index(drop=True))
     return len(corrected)
@@ -181,105 +177,11 @@ def build_features(settings: Settings, progress: bool = True) -> FeaturesResult:
     )
 
 
-def _service(store, name: str):
-    from feast.errors import FeatureServiceNotFoundException
-
-    try:
-        return store.get_feature_service(name)
-    except FeatureServiceNotFoundException as exc:
-        raise FeatureStoreError(f"feature service {name!r} is not in the registry: run `longview features`") from exc
-
-
-def online_user_features(store, user_ids: list[str]) -> dict[str, list]:
-    """The serving feature set for these users, read from the online store with the Feast SDK
-    (the reference the fast reader below is tested against). Unknown users get None values."""
-    if not user_ids:
-        return {}
-    service = _service(store, FEATURE_SERVICE)
-    return store.get_online_features(features=service, entity_rows=[{"user_id": u} for u in user_ids]).to_dict()
-
-
-class OnlineFeatureReader:
-    """The serving hot path: exactly the feature service's features, read with the online store's
-    own ``online_read`` (what the SDK calls underneath, minus its per-call planning, about 50x
-    faster here). The Feast registry stays the source of truth: the views and feature names come
-    from the feature service, re-read from the registry every ``refresh_seconds`` (default: the
-    registry's cache TTL) and once more when a read fails, so a `feast apply` under a running
-    service is picked up; a view or service it removed then raises FeatureStoreError."""
-
-    def __init__(self, store, service_name: str = FEATURE_SERVICE, refresh_seconds: float | None = None) -> None:
-        self.store, self.service_name = store, service_name
-        ttl = getattr(store.config.registry, "cache_ttl_seconds", None)
-        self.refresh_seconds = float(ttl if ttl is not None else 60) if refresh_seconds is None else refresh_seconds
-        self._resolve()
-
-    def _resolve(self) -> None:
-        service = _service(self.store, self.service_name)
-        views = []
-        for projection in service.feature_view_projections:
-            try:
-                view = self.store.get_feature_view(projection.name)
-            except Exception as exc:  # FeatureViewNotFoundException and registry errors alike
-                raise FeatureStoreError(f"feature view {projection.name!r} of service {self.service_name!r} "
-                                        f"is not in the registry: run `longview features`") from exc
-            views.append((view, [f.name for f in projection.features], view.entity_columns[0].name))
-        self.views = views
-        self.resolved_at = time.monotonic()
-
-    def _refresh(self) -> None:
-        self.store.refresh_registry()
-        self._resolve()
-
-    def read(self, ids: list[str]) -> dict[str, list]:
-        """Feature name -> one value per id (None for an unknown id), as ``online_user_features``."""
-        if time.monotonic() - self.resolved_at >= self.refresh_seconds:
-            self._refresh()
-        try:
-            return self._read(ids)
-        except FeatureStoreError:
-            raise
-        except Exception:
-            # A registry that changed under us (a view re-applied or removed): re-read it once.
-            self._refresh()
-            try:
-                return self._read(ids)
-            except Exception as exc:
-                raise FeatureStoreError(f"online store read failed: {exc}") from exc
-
-    def _read(self, ids: list[str]) -> dict[str, list]:
-        out: dict[str, list] = {}
-        for view, names, join_key in self.views:
-            out.setdefault(join_key, list(ids))
-            rows = _online_read(self.store, view, join_key, ids, names) if ids else []
-            for name in names:
-                out[name] = [_python(values[name]) if values and name in values else None for _, values in rows]
-        return out
-
-
-_PLAIN = {"int64_val", "int32_val", "float_val", "double_val", "string_val", "bool_val"}
-_LISTS = {"int64_list_val", "int32_list_val", "float_list_val", "double_list_val", "string_list_val", "bool_list_val"}
-
-
-def _python(value):
-    """A Feast Value proto as a Python value: the plain and list kinds our features use are read
-    directly (Feast's general converter was half the read time); anything else goes through it."""
-    kind = value.WhichOneof("val")
-    if kind is None:
-        return None
-    if kind in _PLAIN:
-        return getattr(value, kind)
-    if kind in _LISTS:
-        return list(getattr(value, kind).val)
-    from feast.type_map import feast_value_type_to_python_type
-
-    return feast_value_type_to_python_type(value)
-
-
 def historical_user_features(store, entity_df: pd.DataFrame) -> pd.DataFrame:
     """Point-in-time join of the user profile onto (user_id, event_timestamp) rows: the latest row
     at or before each timestamp among those already known then (created_timestamp filter), so
     neither later values nor late-arriving backfills leak into a training row."""
-    service = _service(store, FEATURE_SERVICE)
+    service = feature_service(store, FEATURE_SERVICE)
     # The history view holds each user's latest state only: it has no past to join.
     refs = [f"{p.name}:{f.name}" for p in service.feature_view_projections if p.name != HISTORY_VIEW
             for f in p.features]
@@ -289,31 +191,15 @@ def historical_user_features(store, entity_df: pd.DataFrame) -> pd.DataFrame:
 
 def content_features(store, item_ids: list[str], as_of: pd.Timestamp) -> pd.DataFrame:
     """The content profile of items as of a time (text embeddings only where the data has text)."""
-    service = _service(store, CONTENT_SERVICE)
+    service = feature_service(store, CONTENT_SERVICE)
     entity = pd.DataFrame({"item_id": item_ids, "event_timestamp": as_of})
     return store.get_historical_features(entity_df=entity, features=service,
                                          filter_by_created_timestamp=True).to_df()
 
 
-def _entity_key(join_key: str, value: object):
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    return EntityKey(join_keys=[join_key], entity_values=[Value(string_val=str(value))])
-
-
-def _online_read(store, view, join_key: str, ids: list, names: list[str]) -> list:
-    """The online store's own read (through the store's provider): (event time, {name: Value}) per
-    id, both empty where unknown."""
-    keys = [_entity_key(join_key, i) for i in ids]
-    # A copy of ``names``: Feast's Redis store appends its timestamp key to the list it is given.
-    return store.provider.online_read(config=store.config, table=view, entity_keys=keys,
-                                             requested_features=list(names))
-
-
 def _online_event_times(store, user_ids: list[str]) -> dict[str, datetime | None]:
     """The event time of each user's row in the online store (None where there is none)."""
-    rows = _online_read(store, store.get_feature_view(USER_VIEW), "user_id", user_ids, ["events_1d"])
+    rows = online_read(store, store.get_feature_view(USER_VIEW), "user_id", user_ids, ["events_1d"])
     return {u: (ts if values else None) for u, (ts, values) in zip(user_ids, rows, strict=True)}
 
 

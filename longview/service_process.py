@@ -35,13 +35,14 @@ def service_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120.0, probe: str = "/readyz") -> None:
+    """Until ``probe`` answers 200: ``/readyz`` (a model and features loaded) or ``/livez`` (up)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the service exited with code {process.returncode} before it was ready")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{probe}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -60,8 +61,10 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def running_service(settings: Settings, port: int | None = None, log_path: Path | None = None) -> Iterator[str]:
-    """Run the service until the block ends; yields its base URL."""
+def running_service(settings: Settings, port: int | None = None, log_path: Path | None = None,
+                    ready: bool = True) -> Iterator[str]:
+    """Run the service until the block ends; yields its base URL once it is ready (``ready``) or
+    only up (with no champion yet, it starts but is not ready)."""
     port = port or free_port()
     log_path = log_path or settings.home / "service.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +73,7 @@ def running_service(settings: Settings, port: int | None = None, log_path: Path 
                                    stderr=subprocess.STDOUT, start_new_session=True, cwd=settings.project_root)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(url, process)
+            wait_ready(url, process, probe="/readyz" if ready else "/livez")
             yield url
         finally:
             stop(process)

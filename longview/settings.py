@@ -153,6 +153,24 @@ class GateSettings(BaseModel):
     latency_requests: int = Field(default=30, ge=5, le=10_000, description="single-user requests timed")
 
 
+class ServingSettings(BaseModel):
+    """The BentoML service (serving/service.py): ``LONGVIEW_SERVING__POLL_SECONDS=1`` and so on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # "engagement": a registered sequence model serves through the engagement-aware policy (the
+    # `engagement` section's weights, read at load); "model": the registered model's own ranking.
+    policy: Literal["engagement", "model"] = "engagement"
+    # How often the service asks the registry where @champion points; a move is loaded in the
+    # background and swapped in between requests.
+    poll_seconds: float = Field(default=2.0, gt=0, le=5)
+    max_k: int = Field(default=100, ge=1, le=10_000, description="the most items one request may ask for")
+    max_body_bytes: int = Field(default=65_536, ge=1024, le=64 * 2**20, description="larger request bodies get 413")
+    # With a key, every POST must carry it in X-API-Key (401 otherwise); health, readiness and
+    # metrics stay open. Set it from a secret store: LONGVIEW_SERVING__API_KEY.
+    api_key: SecretStr | None = Field(default=None, min_length=16)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LONGVIEW_", env_nested_delimiter="__", extra="forbid")
 
@@ -203,6 +221,7 @@ class Settings(BaseSettings):
     value: ValueSettings = ValueSettings()
     engagement: EngagementSettings = EngagementSettings()
     gate: GateSettings = GateSettings()
+    serving: ServingSettings = ServingSettings()
     # Positive engagement (labels and metrics): clicks and purchases always; a rating from this
     # value up; a view from this dwell up. Sequences still hold every interaction as input.
     positive_min_rating: float = 4.0

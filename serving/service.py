@@ -1,50 +1,94 @@
-"""The BentoML service: recommendations from the @champion model, fed by the Feast online store."""
+"""The BentoML service: recommendations from whichever version @champion points at, fed by the Feast
+online store.
+
+- It follows the registry (serving/champion.py): a moved alias is loaded in the background and
+  swapped in between requests, in the same process.
+- It is ready (``/readyz``) once a version and the online reader are loaded, and stays ready when
+  degraded: with the online store unreachable, users get the model's cold-start list labelled as a
+  fallback and ``"degraded": true``, never a 500. Until then, ``/recommend`` answers 503 with why.
+- Requests are strict pydantic models (serving/schemas.py); bodies over ``serving.max_body_bytes``
+  get 413; with ``serving.api_key`` set, a POST without it gets 401 (serving/guards.py)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+import time
 
 import bentoml
-from pydantic import Field
+from starlette.responses import JSONResponse
 
-from longview.feature_store import FeatureStoreError, OnlineFeatureReader, feature_store
-from longview.ids import ID_REGEX, MAX_ID_LENGTH
+from longview.feature_store import feature_store
+from longview.online_features import OnlineFeatureReader
 from longview.privacy import pseudonym, pseudonym_key
 from longview.settings import get_settings
-from serving.ranking import rank_for_user
-from training.tracking import CHAMPION, alias_version, load_version, mlflow_client
+from serving.champion import ChampionFollower
+from serving.ranking import FALLBACK_LABELS, STORE_DOWN, recommend
+from serving.guards import ApiKey, BodyLimit
+from serving.schemas import Recommendation, RecommendRequest, RequestContext
 
 log = logging.getLogger(__name__)
-
-MAX_K = 100
-UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_REGEX,
-                              description=f"the user's id (1-{MAX_ID_LENGTH} letters, digits, _.:-)")]
-TopK = Annotated[int, Field(ge=1, le=MAX_K, strict=True, description=f"how many items, 1 to {MAX_K}")]
 
 
 @bentoml.service(name="longview", traffic={"timeout": 30})
 class Recommender:
     def __init__(self) -> None:
-        settings = get_settings()
-        client = mlflow_client(settings)
-        champion = alias_version(client, CHAMPION)
-        if champion is None:
-            raise RuntimeError("no @champion model in the registry: run `longview train` and `longview promote`")
-        self.model_version = str(champion.version)
-        self.model = load_version(settings, self.model_version)
-        self.features = OnlineFeatureReader(feature_store(settings))
-        self.key = pseudonym_key(settings)  # callers send their own ids; features are keyed by pseudonym
-        log.info("serving longview-recommender version %s", self.model_version)
+        self.settings = get_settings()
+        self.key = pseudonym_key(self.settings)  # callers send their own ids; features are keyed by pseudonym
+        self.features: OnlineFeatureReader | None = None
+        self.features_problem: str | None = None
+        self._connect_features()
+        # prometheus_client, imported here: BentoML sets up its multiprocess directory before __init__
+        from prometheus_client import Counter
 
-    @bentoml.api
-    def recommend(self, user_id: UserId, k: TopK) -> dict:
-        """Top-k items for a user, with scores and the model version that ranked them."""
+        self.fallbacks = Counter("longview_fallbacks", "answers that fell back, by reason", ["reason"])
+        self.degradations = Counter("longview_degraded", "answers given while degraded, by what was unreachable",
+                                    ["unreachable"])
+        self.champion = ChampionFollower(self.settings)
+        self.champion.start()
+        if self.champion.current is None:
+            log.warning("not ready: %s", self.champion.problem)
+
+    def _connect_features(self) -> None:
         try:
-            features = self.features.read([pseudonym(self.key, user_id)])
-        except FeatureStoreError as exc:  # the caller still gets an answer, labelled as a fallback
+            self.features = OnlineFeatureReader(feature_store(self.settings))
+            self.features_problem = None
+        except Exception as exc:  # not built yet, or its registry unreachable: not ready, and why
+            self.features_problem = f"the online feature store is not available: {exc}"
+            log.warning("not ready: %s", self.features_problem)
+
+    def __is_ready__(self) -> bool:
+        if self.features is None:
+            self._connect_features()
+        return self.champion.current is not None and self.features is not None
+
+    @bentoml.api(input_spec=RecommendRequest, output_spec=Recommendation)
+    def recommend(self, user_id: str, k: int = 10, exclude_seen: bool | None = None,
+                  context: RequestContext | None = None) -> Recommendation | JSONResponse:
+        """Top-k items for a user: each with its score, why it is there and the propensity to log
+        with the impression; the version, policy and data that ranked them."""
+        served = self.champion.current  # one snapshot for the whole request
+        if served is None or (self.features is None and not self.__is_ready__()):
+            return JSONResponse({"error": f"not ready: {self.champion.problem or self.features_problem}"},
+                                status_code=503)
+        now = context.time.timestamp() if context is not None and context.time is not None else time.time()
+        registry_down = self.champion.registry_problem is not None
+        try:
+            row = {name: values[0] for name, values in self.features.read([pseudonym(self.key, user_id)]).items()}
+        except Exception as exc:  # the store is down: the model's cold-start list, flagged
             log.error("online features unavailable: %s", exc)
-            return rank_for_user(self.model, self.model_version, user_id, {}, k,
-                                 why="popularity: the feature store is unavailable")
-        row = {name: values[0] for name, values in features.items()}
-        return rank_for_user(self.model, self.model_version, user_id, row, k)
+            self.degradations.labels(unreachable="online_store").inc()
+            answer = recommend(served, user_id, {}, k, now=now, exclude_seen=exclude_seen, why=STORE_DOWN,
+                               degraded=True)
+        else:
+            answer = recommend(served, user_id, row, k, now=now, exclude_seen=exclude_seen, degraded=registry_down)
+        if registry_down:
+            self.degradations.labels(unreachable="registry").inc()
+        if answer.fallback:
+            self.fallbacks.labels(reason=FALLBACK_LABELS[answer.fallback]).inc()
+        return answer
+
+
+_serving = get_settings().serving
+# The first added is the outermost: the key is checked before a byte of the body is read.
+Recommender.add_asgi_middleware(ApiKey, key=_serving.api_key.get_secret_value() if _serving.api_key else None)
+Recommender.add_asgi_middleware(BodyLimit, max_bytes=_serving.max_body_bytes)

@@ -13,14 +13,8 @@ import pytest
 import redis
 
 from longview import pipeline
-from longview.feature_store import (
-    FeatureStoreError,
-    OnlineFeatureReader,
-    build_features,
-    feature_store,
-    historical_user_features,
-    online_user_features,
-)
+from longview.feature_store import build_features, feature_store, historical_user_features
+from longview.online_features import OnlineFeatureReader, online_user_features
 from longview.features import FEATURE_SERVICE, USER_VIEW
 from longview.ingestion import ingest
 from longview.privacy import pseudonym, pseudonym_key
@@ -191,27 +185,6 @@ def test_materialisation_is_incremental_and_rerunning_changes_nothing(featured_a
     overlap = pd.Timedelta(days=settings.materialize_overlap_days)
     assert pd.Timestamp(again.materialized_from) == pd.Timestamp(first.clock) + pd.Timedelta(seconds=1) - overlap
     assert _online_rows(settings) == before
-
-
-def test_bad_requests_get_clear_answers(featured_any):
-    settings, _ = featured_any
-    store = feature_store(settings)
-    reader = OnlineFeatureReader(store)
-    assert online_user_features(store, []) == {}
-    empty = reader.read([])
-    assert empty["user_id"] == [] and empty["recent_items"] == []
-    unknown = reader.read(["no-such-user", "'; DROP TABLE x;--"])
-    assert unknown["recent_items"] == [None, None] and unknown["events_7d"] == [None, None]
-    with pytest.raises(FeatureStoreError, match="'nope' is not in the registry"):
-        OnlineFeatureReader(store, "nope")
-    # The registry changes under a running reader (`feast apply` removed the view): once the reader
-    # re-reads the registry (here on every call), a clear error.
-    reader = OnlineFeatureReader(store, refresh_seconds=0)
-    gone = [store.get_feature_service(FEATURE_SERVICE), store.get_feature_service("recommender_v1"),
-            store.get_feature_view(USER_VIEW)]
-    store.apply([], objects_to_delete=gone, partial=False)
-    with pytest.raises(FeatureStoreError, match="run `longview features`"):
-        reader.read(["no-such-user"])
 
 
 def test_feast_ui_shows_the_repo(featured):

@@ -8,7 +8,8 @@ import pandas as pd
 import psycopg
 from feast.data_source import PushMode
 
-from longview.feature_store import OnlineFeatureReader, feature_store, online_user_features
+from longview.feature_store import feature_store
+from longview.online_features import OnlineFeatureReader, online_user_features
 from longview.features import USER_VIEW
 from tests.longview.conftest import redis_keys
 

@@ -210,7 +210,7 @@ def test_an_expectation_that_errors_rejects_the_batch(home, tmp_path):
 def test_one_id_definition():
     """The suites take the id pattern from longview.ids, as the loaders and the service do."""
     from longview.ids import ID_REGEX, MAX_ID_LENGTH
-    from serving.service import UserId
+    from serving.schemas import UserId
 
     settings = get_settings()
     for table in ("events", "items", "users", "tags"):

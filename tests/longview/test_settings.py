@@ -105,7 +105,7 @@ def test_the_value_head_settings_refuse_what_cannot_be_modelled(monkeypatch, tmp
         monkeypatch.delenv(f"LONGVIEW_VALUE__{name}")
 
 
-def test_the_policy_and_gate_settings_refuse_nonsense(monkeypatch, tmp_path):
+def test_the_policy_gate_and_serving_settings_refuse_nonsense(monkeypatch, tmp_path):
     import pytest
     from pydantic import ValidationError
 
@@ -114,11 +114,15 @@ def test_the_policy_and_gate_settings_refuse_nonsense(monkeypatch, tmp_path):
     settings = get_settings()
     assert settings.engagement.weights(settings.seed)["seed"] == settings.seed
     assert settings.engagement.diversity_weight == 0.5 and settings.gate.accuracy_tolerance is None
+    assert settings.serving.policy == "engagement" and settings.serving.poll_seconds <= 5
     for section, name, bad in (("ENGAGEMENT", "EXPLORATION", "0.9"), ("ENGAGEMENT", "VALUE_WEIGHT", "-1"),
                                ("ENGAGEMENT", "NOVELTY_WEIGHT", "nan"), ("ENGAGEMENT", "CANDIDATES", "0"),
                                ("ENGAGEMENT", "CANDIDATES", "3.5"), ("ENGAGEMENT", "WEIGHTS", "1"),
                                ("GATE", "LATENCY_BUDGET_MS", "0"), ("GATE", "ACCURACY_TOLERANCE", "2"),
-                               ("GATE", "BASELINE_TOLERANCE", "-0.1"), ("GATE", "PREFER_BETTER_BASELINE", "maybe")):
+                               ("GATE", "BASELINE_TOLERANCE", "-0.1"), ("GATE", "PREFER_BETTER_BASELINE", "maybe"),
+                               ("SERVING", "POLL_SECONDS", "60"), ("SERVING", "POLL_SECONDS", "0"),
+                               ("SERVING", "POLICY", "random"), ("SERVING", "MAX_K", "0"),
+                               ("SERVING", "MAX_BODY_BYTES", "10"), ("SERVING", "API_KEY", "x")):
         monkeypatch.setenv(f"LONGVIEW_{section}__{name}", bad)
         with pytest.raises(ValidationError, match=name.lower()):
             get_settings()

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import json
+import shutil
+import sqlite3
+import threading
+import time
+
 import httpx
 import pandas as pd
 import pytest
 
-from longview.feature_store import feature_store, online_user_features
-from longview.features import HISTORY_VIEW
+from longview.feature_store import feature_store
+from longview.online_features import online_user_features
+from longview.features import FEATURE_SERVICE, HISTORY_VIEW
 from longview.privacy import pseudonym, pseudonym_key
 from longview.service_process import running_service
+from longview.settings import REGISTERED_MODEL
+from serving.schemas import MAX_K
+from tests.conftest import settings_of
 from training.tracking import CHAMPION, alias_version, mlflow_client
 
 
@@ -25,19 +35,30 @@ def recommend(url: str, body) -> httpx.Response:
     return httpx.post(f"{url}/recommend", json=body, timeout=30)
 
 
-def test_recommendations_name_the_champion_version(service, trained):
+def test_recommendations_name_the_champion_version_policy_and_data(service, trained):
     response = recommend(service, {"user_id": "u0003", "k": 7})
     assert response.status_code == 200, response.text
     body = response.json()
-    champion = alias_version(mlflow_client(trained), CHAMPION)
+    client = mlflow_client(trained)
+    champion = alias_version(client, CHAMPION)
     # the registered model: the trained one, or a better baseline in its place (its `model` tag)
     assert body["model_version"] == str(champion.version) and body["model_name"] == champion.tags["model"]
-    assert len(body["items"]) == 7 and body["fallback"] is None
-    scores = [i["score"] for i in body["items"]]
-    assert scores == sorted(scores, reverse=True)
+    assert body["policy"] == "engagement", "a sequence model serves through the engagement-aware policy"
+    run = client.get_run(champion.run_id)
+    assert body["data_version"] == run.data.tags["data_version"] and body["feature_service"] == FEATURE_SERVICE
+    assert len(body["items"]) == 7 and body["fallback"] is None and body["degraded"] is False
+    assert {i["reason"] for i in body["items"]} <= {"engagement", "exploration"}
+    assert all(0 < i["propensity"] <= 1 for i in body["items"])
+    # the policy's marginal objective never rises between ranked slots (explored ones sit lower)
+    ranked = [i["score"] for i in body["items"] if i["reason"] == "engagement"]
+    assert ranked == sorted(ranked, reverse=True)
     history = online_user_features(feature_store(trained), [pseudonym(pseudonym_key(trained), "u0003")])["history"][0]
     assert len(history) > 20, "the whole history is online, not only the recent items"
     assert not set(history) & {i["item_id"] for i in body["items"]}, "nothing the user engaged with is recommended"
+
+
+def test_k_defaults_to_ten(service):
+    assert len(recommend(service, {"user_id": "u0001"}).json()["items"]) == 10
 
 
 def test_unknown_user_gets_the_labelled_fallback(service):
@@ -46,7 +67,6 @@ def test_unknown_user_gets_the_labelled_fallback(service):
 
 
 @pytest.mark.parametrize("body", [
-    {"user_id": "u0001"},
     {"user_id": "u0001", "k": 0},
     {"user_id": "u0001", "k": -3},
     {"user_id": "u0001", "k": 10**9},
@@ -59,6 +79,16 @@ def test_unknown_user_gets_the_labelled_fallback(service):
     {"k": 5},
     [],
     "not an object",
+    {"user_id": "u0001", "k": "5"},  # strict: a string is not a number
+    {"user_id": 12345, "k": 5},
+    {"user_id": "u0001", "k": 5, "debug": True},  # unknown fields are refused, not ignored
+    {"user_id": "u0001", "exclude_seen": "yes"},
+    {"user_id": "u0001", "context": {"device": "fridge"}},
+    {"user_id": "u0001", "context": {"note": "free text"}},
+    {"user_id": "u0001", "context": {"time": "2024-03-01T10:00:00"}},  # no time zone
+    {"user_id": "u0001", "context": {"time": "yesterday"}},
+    {"user_id": "u0001", "context": "web"},
+    {"user_id": "u0001", "k": MAX_K + 1},
 ])
 def test_bad_requests_get_a_clear_4xx(service, body):
     response = recommend(service, body)
@@ -66,9 +96,54 @@ def test_bad_requests_get_a_clear_4xx(service, body):
     assert response.text
 
 
+def test_rejected_requests_keep_raw_user_ids_out_of_the_service_log(service, trained):
+    raw = "raw-user-7f3a9c"
+    for body in ({"user_id": raw, "k": "five"}, {"user_id": raw + "'; --", "k": 3}, {"user_id": raw, "k": 3, "x": 1}):
+        assert recommend(service, body).status_code == 400
+    bad_json = b'{"user_id": "' + raw.encode() + b'", "k": 3'
+    assert httpx.post(f"{service}/recommend", content=bad_json, headers={"content-type": "application/json"}).status_code == 400
+    assert recommend(service, {"user_id": raw, "k": 3}).status_code == 200
+    log = (trained.home / "test-service.log").read_text()
+    assert "validation error" in log, "the rejections were logged"
+    assert raw not in log
+
+
 def test_malformed_json_gets_a_4xx(service):
     response = httpx.post(f"{service}/recommend", content=b"{not json", headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500
+
+
+def test_oversized_and_deeply_nested_bodies_are_refused(service, trained):
+    limit = trained.serving.max_body_bytes
+    padded = json.dumps({"user_id": "u0001", "k": 5, "pad": "x" * limit}).encode()
+    big = httpx.post(f"{service}/recommend", content=padded, headers={"content-type": "application/json"})
+    assert big.status_code == 413 and "larger than the service accepts" in big.json()["error"]
+
+    def chunks():  # no Content-Length: the limit counts the streamed bytes
+        yield b'{"user_id": "u0001", "k": 5, "pad": "'
+        for _ in range(limit // 1000 + 2):
+            yield b"x" * 1000
+        yield b'"}'
+    chunked = httpx.post(f"{service}/recommend", content=chunks(), headers={"content-type": "application/json"})
+    assert chunked.status_code == 413
+    nested = b'{"user_id": "u0001", "context": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    assert len(nested) < limit
+    deep = httpx.post(f"{service}/recommend", content=nested, headers={"content-type": "application/json"})
+    assert 400 <= deep.status_code < 500, deep.text
+    # and the service still answers
+    assert recommend(service, {"user_id": "u0001", "k": 3}).status_code == 200
+
+
+def test_context_and_exclude_seen_are_honoured(service, trained):
+    context = {"time": "2024-03-01T20:00:00+00:00", "device": "tv", "surface": "home"}
+    assert recommend(service, {"user_id": "u0003", "k": 5, "context": context}).status_code == 200
+    history = set(online_user_features(feature_store(trained), [pseudonym(pseudonym_key(trained), "u0003")])["history"][0])
+    unseen = recommend(service, {"user_id": "u0003", "k": MAX_K}).json()["items"]
+    again = recommend(service, {"user_id": "u0003", "k": MAX_K, "exclude_seen": False}).json()["items"]
+    catalogue = len(pd.read_parquet(trained.catalogue_path))
+    assert not history & {i["item_id"] for i in unseen}
+    assert len(unseen) == min(MAX_K, catalogue - len(history))
+    assert history & {i["item_id"] for i in again}, "with exclude_seen false, seen items may come back"
 
 
 def write_history(settings, user: str, history: list[str]) -> None:
@@ -98,3 +173,130 @@ def test_a_history_of_unknown_items_gets_the_labelled_fallback(service, trained)
     body = recommend(service, {"user_id": "u0012", "k": 5}).json()
     assert body["fallback"] == "popularity: none of this user's items are known to the model"
     assert len(body["items"]) == 5
+
+
+def listening_pids(url: str) -> set[int]:
+    """The processes holding the service's listening socket (BentoML's arbiter and its worker)."""
+    import psutil
+
+    port = int(url.rsplit(":", 1)[1])
+    return {c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
+            and c.status == psutil.CONN_LISTEN and c.pid}
+
+
+def test_the_service_follows_champion_while_requests_flow(service, trained):
+    """A person moves @champion in the registry (as in the MLflow UI) while requests flow: none
+    fails, the same server processes answer throughout, and the new version answers within seconds."""
+    client = mlflow_client(trained)
+    first = alias_version(client, CHAMPION)
+    second = client.create_model_version(REGISTERED_MODEL, first.source, run_id=first.run_id, tags=first.tags)
+    before = listening_pids(service)
+    answers: list[tuple[float, int, str | None]] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                r = http.post(f"{service}/recommend", json={"user_id": "u0005", "k": 5})
+                answers.append((time.monotonic(), r.status_code, r.json().get("model_version")))
+
+    flow = threading.Thread(target=traffic)
+    flow.start()
+    try:
+        time.sleep(1.0)
+        moves = []
+        for target in (second.version, first.version):  # there and back: the home is left as found
+            moves.append((time.monotonic(), str(target)))
+            client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, str(target))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any(t > moves[-1][0] and v == str(target) for t, _, v in answers):
+                time.sleep(0.2)
+            time.sleep(1.0)
+    finally:
+        stop.set()
+        flow.join(timeout=60)
+    assert answers and all(status == 200 for _, status, _ in answers), {s for _, s, _ in answers}
+    for (moved, target), until in zip(moves, [moves[1][0], float("inf")], strict=True):
+        after = [(t, v) for t, _, v in answers if moved < t < until]
+        switched = next(t for t, v in after if v == target)
+        assert switched - moved < 10, f"version {target} answered {switched - moved:.1f} s after the move"
+        assert all(v == target for t, v in after if t > switched), "no request went back to the old version"
+    assert listening_pids(service) == before and before, "the same server process, not a restart"
+    assert str(alias_version(client, CHAMPION).version) == str(first.version)
+
+
+def test_an_unreachable_store_or_registry_degrades_the_answer_not_fails_it(service, trained):
+    store_db, registry_db = trained.feast_dir / "online_store.db", trained.home / "mlflow.db"
+    tables = [f"{trained.feast_project}_user_history", f"{trained.feast_project}_user_profile"]
+
+    def rename(path, pairs):
+        with sqlite3.connect(path) as db:
+            for old, new in pairs:
+                db.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+    rename(store_db, [(t, f"{t}_away") for t in tables])
+    try:
+        body = recommend(service, {"user_id": "u0003", "k": 4}).json()
+    finally:
+        rename(store_db, [(f"{t}_away", t) for t in tables])
+    assert body["degraded"] is True and body["fallback"] == "popularity: the online feature store is unavailable"
+    assert len(body["items"]) == 4 and {i["reason"] for i in body["items"]} == {"popular"}
+    assert recommend(service, {"user_id": "u0003", "k": 4}).json()["degraded"] is False
+
+    rename(registry_db, [("registered_model_aliases", "aliases_away")])
+    try:
+        deadline, body = time.monotonic() + 20, {}
+        while time.monotonic() < deadline and not body.get("degraded"):
+            body = recommend(service, {"user_id": "u0003", "k": 4}).json()
+            time.sleep(0.5)
+        assert body["degraded"] is True and body["fallback"] is None, body
+        assert httpx.get(f"{service}/readyz").status_code == 200, "degraded, still ready"
+    finally:
+        rename(registry_db, [("aliases_away", "registered_model_aliases")])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and body.get("degraded"):
+        body = recommend(service, {"user_id": "u0003", "k": 4}).json()
+        time.sleep(0.5)
+    assert body["degraded"] is False
+    # both counted in Prometheus' /metrics, by what was unreachable, beside the fallbacks by reason
+    metrics = httpx.get(f"{service}/metrics").text
+    assert metric(metrics, 'longview_degraded_total{unreachable="online_store"}') >= 1
+    assert metric(metrics, 'longview_degraded_total{unreachable="registry"}') >= 1
+    assert metric(metrics, 'longview_fallbacks_total{reason="store_down"}') >= 1
+    assert metric(metrics, 'longview_fallbacks_total{reason="no_features"}') >= 1, "the unknown users' fallbacks"
+    assert 'bentoml_service_request_total{' in metrics, "BentoML's own request counts and latencies"
+
+
+def metric(text: str, name: str) -> float:
+    """A sample's value in Prometheus' text format (the sum over processes: 0 when absent)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_without_a_champion_the_service_starts_not_ready_says_why_and_follows_one_in(trained, tmp_path, monkeypatch):
+    """A fresh service (here on a copy of the demo home whose @champion was removed, with an API key
+    configured): up but not ready, saying why; ready as soon as a champion appears, without a restart.
+    With the key set, a POST without it (or with another) gets 401, whatever its body."""
+    key = "k" * 20 + "-secret"
+    monkeypatch.setenv("LONGVIEW_SERVING__API_KEY", key)
+    home = tmp_path / "home"
+    shutil.copytree(trained.home, home, ignore=shutil.ignore_patterns("*.log", "bentoml"))
+    settings = settings_of(home)  # afresh: a copy of the settings would keep the first home's cached paths
+    client = mlflow_client(settings)
+    champion = alias_version(client, CHAMPION)
+    client.delete_registered_model_alias(REGISTERED_MODEL, CHAMPION)
+    with running_service(settings, log_path=tmp_path / "service.log", ready=False) as url:
+        assert httpx.get(f"{url}/readyz").status_code == 503
+        for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": key[:-1]}):
+            unauthorised = httpx.post(f"{url}/recommend", json={"user_id": "u0003", "k": 3}, headers=headers)
+            assert unauthorised.status_code == 401 and "X-API-Key" in unauthorised.json()["error"]
+        big = httpx.post(f"{url}/recommend", content=b"x" * 10**6, headers={"content-type": "application/json"})
+        assert big.status_code == 401, "no key, no reading of the body"
+        refused = httpx.post(f"{url}/recommend", json={"user_id": "u0003", "k": 3}, headers={"X-API-Key": key})
+        assert refused.status_code == 503 and "no @champion model in the registry" in refused.json()["error"]
+        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, champion.version)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and httpx.get(f"{url}/readyz").status_code != 200:
+            time.sleep(0.5)
+        body = httpx.post(f"{url}/recommend", json={"user_id": "u0003", "k": 3}, headers={"X-API-Key": key}).json()
+        assert body["model_version"] == str(champion.version) and len(body["items"]) == 3
+    assert "not ready: no @champion model" in (tmp_path / "service.log").read_text()

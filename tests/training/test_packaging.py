@@ -155,3 +155,34 @@ def test_any_request_times_rank_without_nan_or_crash(timed_model, now, last):
 def test_new_items_need_one_row_of_content_each(timed_model):
     with pytest.raises(ValueError, match="2 items but 1 rows"):
         timed_model.add_items(["new_a", "new_b"], np.zeros((1, 3), dtype=np.float32))
+
+
+def test_slots_are_the_ranking_with_its_propensities_and_the_policy_wraps_only_a_sequence_model(timed_model):
+    """What the service serves: a plain model's slots are its ranking, deterministic (propensity 1);
+    under the engagement policy, the policy's own list, with its exploration logged; ``exclude``
+    overrides the exclusion rule per request."""
+    from longview.settings import EngagementSettings, get_settings
+
+    histories, now = [["i3", "i4"], ["i9"]], [2_000_000.0, 2_000_000.0]
+    plain = timed_model.slots(histories, now, 5)
+    assert [[(s.item, s.score) for s in row] for row in plain] == timed_model.rank(histories, now, 5)
+    assert all(not s.explored and s.propensity == 1.0 for row in plain for s in row)
+    weights = EngagementSettings(exploration=0.5).weights(3)
+    policy = timed_model.under_policy(weights)
+    assert policy.model_name == "engagement" and timed_model.model_name == "sequence", "a copy: the model is untouched"
+    served = policy.slots(histories, now, 8)
+    assert all(len(row) == 8 and len({s.item for s in row}) == 8 for row in served)
+    assert any(s.explored for row in served for s in row), "half the slots explore"
+    assert all(0 < s.propensity <= 1 for row in served for s in row)
+    seen = {"i3", "i4"}
+    assert not seen & {s.item for s in served[0]}
+    everything = policy.slots([["i3", "i4"]], [2_000_000.0], 12, exclude=False)[0]
+    assert seen & {s.item for s in everything}, "seen items may come back when the request says so"
+    from training.models.packaged import PackagedModel
+
+    world = chain_world()
+    model = Popularity()
+    model.fit(world, get_settings(), progress=False)
+    baseline = PackagedModel().load({"model": "popularity", "model_config": model.config(), "item_ids": world.item_ids},
+                                    model.tensors())
+    assert baseline.under_policy(weights) is baseline, "a baseline serves its own ranking"

@@ -126,12 +126,13 @@ class EngagementPolicy(Recommender):
             out[row, slots] = top[row] + torch.arange(n, 0, -1, dtype=out.dtype)[torch.from_numpy(picked)]
         return out
 
-    def lists(self, queries: Queries, k: int) -> PolicyLists:
+    def lists(self, queries: Queries, k: int, exclude: bool = True) -> PolicyLists:
         """The first ``k`` (at least 1) slots of each user's list; the policy re-ranks the top
-        max(``candidates``, k) items."""
+        max(``candidates``, k) items (seen items left out by the policy's rule, unless ``exclude``
+        is False)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        full = self._rank(queries, self._relevance(queries), max(int(self.weights["candidates"]), k))
+        full = self._rank(queries, self._relevance(queries, exclude), max(int(self.weights["candidates"]), k))
         short = max(k - full.items.shape[1], 0)  # a catalogue smaller than k
 
         def cut(values: np.ndarray, fill) -> np.ndarray:

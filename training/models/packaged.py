@@ -7,7 +7,9 @@ registered model loads and ranks without this checkout, and never clashes with i
 
 from __future__ import annotations
 
+import copy
 import json
+from typing import NamedTuple
 
 import mlflow.pyfunc
 import numpy as np
@@ -19,6 +21,13 @@ from .base import PROFILE_FIELDS, Queries, profile_vectors
 from .ranking import exclude_seen, top_k
 
 CONFIG, WEIGHTS = "config", "weights"
+
+
+class Slot(NamedTuple):
+    item: str
+    score: float
+    explored: bool  # shown by the policy's exploration, not its ranking
+    propensity: float  # the chance this slot showed this item (1 where the ranking is deterministic)
 
 
 class PackagedModel(mlflow.pyfunc.PythonModel):
@@ -74,19 +83,14 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
         return int(getattr(self.model, "profile_width", 0))
 
     def rank(self, histories: list, now: list | None = None, k: int = 10, last: list | None = None,
-             profiles: list | None = None) -> list[list[tuple[str, float]]]:
-        """``profiles``: per user, the profile's fields (a mapping, as Feast serves them) or None."""
+             profiles: list | None = None, exclude: bool | None = None) -> list[list[tuple[str, float]]]:
+        """Each user's top ``k`` by the model's scores (a policy's scores keep its list order).
+        ``profiles``: per user, the profile's fields (a mapping, as Feast serves them) or None.
+        ``exclude``: overrides the model's exclude_seen rule for these requests (None: the model's)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        encoded = [self.encode(h) for h in histories]
-        vectors = None
-        if profiles is not None and self.profile_width:
-            if len(profiles) != len(histories):
-                raise ValueError(f"{len(histories)} histories but {len(profiles)} profiles")
-            vectors = profile_vectors([p if isinstance(p, dict) else None for p in profiles],
-                                      self.profile_width - len(PROFILE_FIELDS))
-        queries = Queries(encoded, _times(now), _times(last), vectors)
-        scores = exclude_seen(self.model.score(queries), encoded, self.exclude)
+        queries = self._queries(histories, now, last, profiles)
+        scores = exclude_seen(self.model.score(queries), queries.histories, self._exclude(exclude))
         if torch.isnan(scores).any():
             raise ValueError(f"the {self.model_name} model produced NaN scores")
         best = top_k(scores, min(k, len(self.item_ids)))
@@ -95,6 +99,48 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
             out.append([(self.item_ids[i - 1], float(scores[row, i])) for i in indices
                         if np.isfinite(float(scores[row, i]))])
         return out
+
+    def slots(self, histories: list, now: list | None = None, k: int = 10, last: list | None = None,
+              profiles: list | None = None, exclude: bool | None = None) -> list[list[Slot]]:
+        """As ``rank``, with, per slot, whether a policy explored it and the propensity it was shown
+        with (1 where the ranking is deterministic). A policy's score is the slot's marginal
+        objective: it never rises from one ranked slot to the next, and an explored slot's is lower."""
+        if not hasattr(self.model, "lists"):
+            return [[Slot(item, score, False, 1.0) for item, score in row]
+                    for row in self.rank(histories, now, k, last, profiles, exclude)]
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        queries = self._queries(histories, now, last, profiles)
+        lists = self.model.lists(queries, min(k, len(self.item_ids)), exclude=self._exclude(exclude))
+        if np.isnan(lists.scores).any():
+            raise ValueError(f"the {self.model_name} policy produced NaN scores")
+        return [[Slot(self.item_ids[i - 1], float(s), bool(e), float(p))
+                 for i, s, e, p in zip(items, scores, explored, propensities, strict=True) if i > 0]
+                for items, scores, explored, propensities in
+                zip(lists.items, lists.scores, lists.explored, lists.propensities, strict=True)]
+
+    def _exclude(self, override: bool | None) -> bool:
+        return self.exclude if override is None else bool(override)
+
+    def under_policy(self, weights: dict) -> "PackagedModel":
+        """This sequence model ranked by the engagement-aware policy with these weights (a copy;
+        any other model is returned as it is)."""
+        if self.model_name != "sequence":
+            return self
+        policy = MODELS["engagement"](self.model, weights, self.exclude)
+        wrapped = copy.copy(self)
+        wrapped.model, wrapped.model_name = policy, "engagement"
+        return wrapped
+
+    def _queries(self, histories: list, now: list | None, last: list | None, profiles: list | None) -> Queries:
+        encoded = [self.encode(h) for h in histories]
+        vectors = None
+        if profiles is not None and self.profile_width:
+            if len(profiles) != len(histories):
+                raise ValueError(f"{len(histories)} histories but {len(profiles)} profiles")
+            vectors = profile_vectors([p if isinstance(p, dict) else None for p in profiles],
+                                      self.profile_width - len(PROFILE_FIELDS))
+        return Queries(encoded, _times(now), _times(last), vectors)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         k = int((params or {}).get("k", 10))

@@ -1,0 +1,124 @@
+"""Following @champion: the service serves whatever version the registry's alias points at.
+
+A background thread asks the registry every ``serving.poll_seconds``. When the alias has moved (the
+gate, `longview promote --rollback`, or a person in the MLflow UI) it loads the new version there,
+off the request path, and swaps it in with one reference assignment: a request reads ``current``
+once and ranks with that snapshot, so none is dropped or sees half a swap. Until a version has
+loaded, ``problem`` says why nothing is served; if the registry stops answering, the last loaded
+version keeps serving and ``registry_problem`` says so."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from longview.features import FEATURE_SERVICE
+from longview.settings import REGISTERED_MODEL, Settings
+from training.tracking import CHAMPION, load_version, mlflow_client
+
+log = logging.getLogger(__name__)
+
+# The registry's answers that mean "no such alias or model", as opposed to "not reachable".
+_ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
+
+
+@dataclass(frozen=True)
+class Served:
+    """One loaded version, as requests see it."""
+
+    version: str
+    model: object  # the PackagedModel, under the serving policy
+    model_name: str  # the registered model (its `model` tag): sequence, or a baseline in its place
+    policy: str
+    feature_service: str
+    data_version: str
+
+
+class ChampionFollower:
+    def __init__(self, settings: Settings, load: Callable[[Settings, str], object] = load_version) -> None:
+        self.settings, self._load = settings, load
+        self.current: Served | None = None
+        self.problem: str | None = "the registry has not been asked yet"
+        self.registry_problem: str | None = None
+        self._failed: str | None = None  # a version that did not load: not retried until the alias moves
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="champion-follower", daemon=True)
+
+    def start(self) -> None:
+        self.check()  # the first answer before the server takes requests
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.settings.serving.poll_seconds):
+            try:
+                self.check()
+            except Exception:  # never let the follower die: the next poll tries again
+                log.exception("following @champion failed")
+
+    def check(self) -> None:
+        """Ask the registry once; load and swap in a moved champion."""
+        try:
+            client = mlflow_client(self.settings)
+            version = _champion(client)
+        except Exception as exc:
+            message = f"the model registry is unreachable: {type(exc).__name__}: {_first_line(exc)}"
+            if message != self.registry_problem:
+                log.error("%s (serving version %s)", message, self.current.version if self.current else "none")
+            self.registry_problem = message
+            if self.current is None:
+                self.problem = message
+            return
+        self.registry_problem = None
+        if version is None:
+            if self.current is None:
+                self.problem = (f"no @{CHAMPION} model in the registry: run `longview train` and "
+                                f"`longview promote` (or `longview demo`)")
+            return
+        number = str(version.version)
+        if (self.current is not None and self.current.version == number) or number == self._failed:
+            return
+        started = time.monotonic()
+        try:
+            served = self._served(client, version)
+        except Exception as exc:
+            self._failed = number
+            message = f"@{CHAMPION} version {number} does not load: {_first_line(exc)}"
+            log.error("%s; %s", message, f"still serving version {self.current.version}" if self.current else "")
+            if self.current is None:
+                self.problem = message
+            return
+        previous, self.current, self.problem, self._failed = self.current, served, None, None
+        log.info("serving %s version %s (%s), loaded in %.1f s%s", REGISTERED_MODEL, number, served.policy,
+                 time.monotonic() - started, f"; was version {previous.version}" if previous else "")
+
+    def _served(self, client, version) -> Served:
+        packaged = self._load(self.settings, str(version.version))
+        if self.settings.serving.policy == "engagement":
+            packaged = packaged.under_policy(self.settings.engagement.weights(self.settings.seed))
+        tags = client.get_run(version.run_id).data.tags if version.run_id else {}
+        model_name = version.tags.get("model", packaged.model_name)
+        return Served(str(version.version), packaged, model_name, packaged.model_name,
+                      version.tags.get("feature_service") or tags.get("feature_service") or FEATURE_SERVICE,
+                      tags.get("data_version", "unknown"))
+
+
+def _champion(client):
+    """The version @champion points at, None when there is none; raises when the registry does not answer."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code in _ABSENT:
+            return None
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

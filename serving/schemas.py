@@ -1,0 +1,66 @@
+"""What the service accepts and answers. Requests are strict (``"k": "5"`` is a 400, not 5) and
+closed (an unknown field is a 400, not ignored); BentoML is given each request model whole
+(``input_spec``), so the body's own top-level fields are the API's arguments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from longview.ids import ID_REGEX, MAX_ID_LENGTH
+from longview.settings import get_settings
+
+MAX_K = get_settings().serving.max_k  # read when the service starts: the bound its OpenAPI shows
+
+UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_REGEX,
+                              description=f"the user's id (1-{MAX_ID_LENGTH} letters, digits, _.:-)")]
+TopK = Annotated[int, Field(ge=1, le=MAX_K, description=f"how many items, 1 to {MAX_K}")]
+
+# hide_input_in_errors: BentoML logs a rejected request's validation error at ERROR level, and the
+# error would quote the input; the service log is no place for raw user ids.
+STRICT = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
+
+
+class RequestContext(BaseModel):
+    """Where and when the list is shown. Typed and closed: nothing free-form reaches the model."""
+
+    model_config = STRICT
+
+    time: AwareDatetime | None = Field(default=None, description="when the list is shown (default: now)")
+    device: Literal["web", "ios", "android", "tv", "other"] | None = None
+    surface: Literal["home", "detail", "search", "notification", "other"] | None = None
+
+
+class RecommendRequest(BaseModel):
+    model_config = STRICT
+
+    user_id: UserId
+    k: TopK = 10
+    exclude_seen: bool | None = Field(default=None, description="leave out items the user engaged with "
+                                                                "(default: the model's rule)")
+    context: RequestContext | None = None
+
+
+Reason = Literal["engagement", "exploration", "popular", "model"]
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    # engagement: ranked by the engagement-aware policy; exploration: shown by its exploration
+    # share; popular: the user has no history the model knows; model: the registered model's own ranking.
+    reason: Reason
+    propensity: float = Field(description="the chance this slot showed this item (log it with the impression)")
+
+
+class Recommendation(BaseModel):
+    user_id: str
+    items: list[RecommendedItem]
+    policy: str = Field(description="what ranked the list: 'engagement' or the registered model's name")
+    model_name: str
+    model_version: str
+    feature_service: str
+    data_version: str
+    fallback: str | None = Field(description="null, or why the list is a fallback")
+    degraded: bool = Field(description="an online store or the registry could not be reached")
