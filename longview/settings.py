@@ -165,6 +165,7 @@ class ServingSettings(BaseModel):
     # background and swapped in between requests.
     poll_seconds: float = Field(default=2.0, gt=0, le=5)
     max_k: int = Field(default=100, ge=1, le=10_000, description="the most items one request may ask for")
+    max_batch: int = Field(default=1000, ge=1, le=100_000, description="the most users one /recommend_batch may ask for")
     max_body_bytes: int = Field(default=65_536, ge=1024, le=64 * 2**20, description="larger request bodies get 413")
     # With a key, every POST must carry it in X-API-Key (401 otherwise); health, readiness and
     # metrics stay open. Set it from a secret store: LONGVIEW_SERVING__API_KEY.

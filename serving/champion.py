@@ -99,7 +99,8 @@ class ChampionFollower:
 
     def _served(self, client, version) -> Served:
         packaged = self._load(self.settings, str(version.version))
-        if self.settings.serving.policy == "engagement":
+        # (a version registered before models could be put under the policy serves its own ranking)
+        if self.settings.serving.policy == "engagement" and hasattr(packaged, "under_policy"):
             packaged = packaged.under_policy(self.settings.engagement.weights(self.settings.seed))
         tags = client.get_run(version.run_id).data.tags if version.run_id else {}
         model_name = version.tags.get("model", packaged.model_name)

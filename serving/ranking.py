@@ -1,12 +1,16 @@
-"""One user's list from the served version. The user's whole history, read from the online store, is
-the model's input and, by the model's exclude_seen rule (training/models/ranking.py, the one
-evaluation uses) unless the request overrides it, what it will not recommend again. A user with no
-history the model knows gets the cold-start list (popularity), labelled as a fallback."""
+"""Users' lists from the served version. A user's whole history, read from the online store, is the
+model's input and, by the model's exclude_seen rule (training/models/ranking.py, the one evaluation
+uses) unless the request overrides it, what it will not recommend again. A user with no history the
+model knows gets the cold-start list (popularity), labelled as a fallback.
+
+A policy's exploration draws for each user from a stream seeded by the user and the request's second,
+so a user's list is the same asked alone or in a batch, and a logged impression can be replayed."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from serving.champion import Served
 from serving.schemas import Recommendation, RecommendedItem
@@ -18,19 +22,39 @@ STORE_DOWN = "popularity: the online feature store is unavailable"
 FALLBACK_LABELS = {NO_FEATURES: "no_features", NOTHING_KNOWN: "nothing_known", STORE_DOWN: "store_down"}
 
 
-def recommend(served: Served, user_id: str, features: Mapping, k: int, *, now: float | None = None,
-              exclude_seen: bool | None = None, why: str = NO_FEATURES, degraded: bool = False) -> Recommendation:
+class _Slot(NamedTuple):
+    item: str
+    score: float
+    explored: bool
+    propensity: float
+
+
+def exploration_seed(seed: int, user_key: str, now: float) -> int:
+    digest = hashlib.blake2b(f"{seed}:{user_key}:{int(now)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def recommend(served: Served, user_ids: Sequence[str], rows: Sequence[Mapping], seeds: Sequence[int], k: int, *,
+              now: float, exclude_seen: bool | None = None, why: str = NO_FEATURES,
+              degraded: bool = False) -> list[Recommendation]:
+    """One answer per user; ``rows``: each user's online row (empty where there is none)."""
     model = served.model
-    history = features.get("history")
-    known = history is not None and len(model.encode(history)) > 0
-    fallback = None if known else (NOTHING_KNOWN if history is not None else why)
+    histories = [row.get("history") for row in rows]
+    fallbacks = [None if h is not None and len(model.encode(h)) else (NOTHING_KNOWN if h is not None else why)
+                 for h in histories]
     # The gap since the last visit comes from the same online row, with the profile the model reads.
-    (slots,) = model.slots([history or []], [time.time() if now is None else now], k,
-                           [features.get("last_event_epoch")], [dict(features)], exclude=exclude_seen)
+    inputs = ([h or [] for h in histories], [now] * len(rows), k, [row.get("last_event_epoch") for row in rows],
+              [dict(row) for row in rows])
+    if hasattr(model, "slots"):
+        lists = model.slots(*inputs, exclude=exclude_seen, seeds=list(seeds))
+    else:  # a version registered before models answered with slots: its ranking, deterministic
+        lists = [[_Slot(item, score, False, 1.0) for item, score in ranked] for ranked in model.rank(*inputs)]
     own = "engagement" if served.policy == "engagement" else "model"
-    items = [RecommendedItem(item_id=s.item, score=round(s.score, 6), propensity=round(s.propensity, 6),
-                             reason="popular" if fallback else "exploration" if s.explored else own)
-             for s in slots]
-    return Recommendation(user_id=user_id, items=items, policy=served.policy, model_name=served.model_name,
-                          model_version=served.version, feature_service=served.feature_service,
-                          data_version=served.data_version, fallback=fallback, degraded=degraded)
+    return [Recommendation(
+        user_id=user_id, policy=served.policy, model_name=served.model_name, model_version=served.version,
+        feature_service=served.feature_service, data_version=served.data_version, fallback=fallback,
+        degraded=degraded,
+        items=[RecommendedItem(item_id=s.item, score=round(s.score, 6), propensity=round(s.propensity, 6),
+                               reason="popular" if fallback else "exploration" if s.explored else own)
+               for s in slots])
+        for user_id, fallback, slots in zip(user_ids, fallbacks, lists, strict=True)]

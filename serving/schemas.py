@@ -11,7 +11,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from longview.ids import ID_REGEX, MAX_ID_LENGTH
 from longview.settings import get_settings
 
-MAX_K = get_settings().serving.max_k  # read when the service starts: the bound its OpenAPI shows
+# Read when the service starts: the bounds its OpenAPI page shows.
+MAX_K, MAX_BATCH = get_settings().serving.max_k, get_settings().serving.max_batch
 
 UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_REGEX,
                               description=f"the user's id (1-{MAX_ID_LENGTH} letters, digits, _.:-)")]
@@ -42,6 +43,17 @@ class RecommendRequest(BaseModel):
     context: RequestContext | None = None
 
 
+class RecommendBatchRequest(BaseModel):
+    """Many users at once (offline use): each gets the answer it would get alone at the same time."""
+
+    model_config = STRICT
+
+    user_ids: list[UserId] = Field(min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} user ids")
+    k: TopK = 10
+    exclude_seen: bool | None = None
+    context: RequestContext | None = None
+
+
 Reason = Literal["engagement", "exploration", "popular", "model"]
 
 
@@ -64,3 +76,7 @@ class Recommendation(BaseModel):
     data_version: str
     fallback: str | None = Field(description="null, or why the list is a fallback")
     degraded: bool = Field(description="an online store or the registry could not be reached")
+
+
+class Recommendations(BaseModel):
+    recommendations: list[Recommendation]

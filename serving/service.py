@@ -22,9 +22,15 @@ from longview.online_features import OnlineFeatureReader
 from longview.privacy import pseudonym, pseudonym_key
 from longview.settings import get_settings
 from serving.champion import ChampionFollower
-from serving.ranking import FALLBACK_LABELS, STORE_DOWN, recommend
+from serving.ranking import FALLBACK_LABELS, STORE_DOWN, exploration_seed, recommend
 from serving.guards import ApiKey, BodyLimit
-from serving.schemas import Recommendation, RecommendRequest, RequestContext
+from serving.schemas import (
+    Recommendation,
+    Recommendations,
+    RecommendBatchRequest,
+    RecommendRequest,
+    RequestContext,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,26 +72,43 @@ class Recommender:
                   context: RequestContext | None = None) -> Recommendation | JSONResponse:
         """Top-k items for a user: each with its score, why it is there and the propensity to log
         with the impression; the version, policy and data that ranked them."""
+        answers = self._answer([user_id], k, exclude_seen, context)
+        return answers if isinstance(answers, JSONResponse) else answers[0]
+
+    @bentoml.api(input_spec=RecommendBatchRequest, output_spec=Recommendations)
+    def recommend_batch(self, user_ids: list[str], k: int = 10, exclude_seen: bool | None = None,
+                        context: RequestContext | None = None) -> Recommendations | JSONResponse:
+        """Many users at once, for offline use: each answer is the one the user gets alone."""
+        answers = self._answer(user_ids, k, exclude_seen, context)
+        return answers if isinstance(answers, JSONResponse) else Recommendations(recommendations=answers)
+
+    def _answer(self, user_ids: list[str], k: int, exclude_seen: bool | None,
+                context: RequestContext | None) -> list[Recommendation] | JSONResponse:
         served = self.champion.current  # one snapshot for the whole request
         if served is None or (self.features is None and not self.__is_ready__()):
             return JSONResponse({"error": f"not ready: {self.champion.problem or self.features_problem}"},
                                 status_code=503)
         now = context.time.timestamp() if context is not None and context.time is not None else time.time()
         registry_down = self.champion.registry_problem is not None
+        keys = [pseudonym(self.key, user_id) for user_id in user_ids]
+        seeds = [exploration_seed(self.settings.seed, key, now) for key in keys]
         try:
-            row = {name: values[0] for name, values in self.features.read([pseudonym(self.key, user_id)]).items()}
-        except Exception as exc:  # the store is down: the model's cold-start list, flagged
+            features = self.features.read(keys)
+        except Exception as exc:  # the store is down: the model's cold-start lists, flagged
             log.error("online features unavailable: %s", exc)
-            self.degradations.labels(unreachable="online_store").inc()
-            answer = recommend(served, user_id, {}, k, now=now, exclude_seen=exclude_seen, why=STORE_DOWN,
-                               degraded=True)
+            self.degradations.labels(unreachable="online_store").inc(len(keys))
+            answers = recommend(served, user_ids, [{}] * len(keys), seeds, k, now=now, exclude_seen=exclude_seen,
+                                why=STORE_DOWN, degraded=True)
         else:
-            answer = recommend(served, user_id, row, k, now=now, exclude_seen=exclude_seen, degraded=registry_down)
+            rows = [{name: values[i] for name, values in features.items()} for i in range(len(keys))]
+            answers = recommend(served, user_ids, rows, seeds, k, now=now, exclude_seen=exclude_seen,
+                                degraded=registry_down)
         if registry_down:
-            self.degradations.labels(unreachable="registry").inc()
-        if answer.fallback:
-            self.fallbacks.labels(reason=FALLBACK_LABELS[answer.fallback]).inc()
-        return answer
+            self.degradations.labels(unreachable="registry").inc(len(keys))
+        for answer in answers:
+            if answer.fallback:
+                self.fallbacks.labels(reason=FALLBACK_LABELS[answer.fallback]).inc()
+        return answers
 
 
 _serving = get_settings().serving

@@ -20,7 +20,7 @@ from longview.features import FEATURE_SERVICE, HISTORY_VIEW
 from longview.privacy import pseudonym, pseudonym_key
 from longview.service_process import running_service
 from longview.settings import REGISTERED_MODEL
-from serving.schemas import MAX_K
+from serving.schemas import MAX_BATCH, MAX_K
 from tests.conftest import settings_of
 from training.tracking import CHAMPION, alias_version, mlflow_client
 
@@ -94,6 +94,39 @@ def test_bad_requests_get_a_clear_4xx(service, body):
     response = recommend(service, body)
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
     assert response.text
+
+
+def test_a_batch_answers_each_user_as_alone(service):
+    """The same users, time and k: one request for all (an unknown user and a repeat among them)
+    gives each the list, scores, reasons and propensities they get alone, exploration included."""
+    users = ["u0003", "u0010", "never-seen-before", "u0021", "u0003"]
+    context = {"time": "2024-03-01T20:00:00+00:00"}
+    batch = httpx.post(f"{service}/recommend_batch", json={"user_ids": users, "k": 30, "context": context}, timeout=60)
+    assert batch.status_code == 200, batch.text
+    answers = batch.json()["recommendations"]
+    alone = [recommend(service, {"user_id": u, "k": 30, "context": context}).json() for u in users]
+
+    def scores(answer):  # a batch's matmuls may round in the last float32 bit
+        return [item.pop("score") for item in answer["items"]]
+    for together, single in zip(answers, alone, strict=True):
+        assert scores(together) == pytest.approx(scores(single), abs=1e-4)
+        assert together == single
+    assert answers[2]["fallback"].startswith("popularity") and answers[0] == answers[4]
+    assert any(i["reason"] == "exploration" for a in answers for i in a["items"]), "exploration is in the comparison"
+
+
+@pytest.mark.parametrize("body", [
+    {"user_ids": []},
+    {"user_ids": "u0001"},
+    {"user_ids": ["u0001", ""]},
+    {"user_ids": ["u0001", None]},
+    {"user_ids": ["u0001"], "k": 0},
+    {"user_ids": ["u0001"], "user_id": "u0002"},
+    {"user_ids": [f"u{n}" for n in range(MAX_BATCH + 1)]},
+])
+def test_bad_batches_get_a_clear_4xx(service, body):
+    response = httpx.post(f"{service}/recommend_batch", json=body, timeout=30)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
 
 
 def test_rejected_requests_keep_raw_user_ids_out_of_the_service_log(service, trained):

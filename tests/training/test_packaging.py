@@ -186,3 +186,31 @@ def test_slots_are_the_ranking_with_its_propensities_and_the_policy_wraps_only_a
     baseline = PackagedModel().load({"model": "popularity", "model_config": model.config(), "item_ids": world.item_ids},
                                     model.tensors())
     assert baseline.under_policy(weights) is baseline, "a baseline serves its own ranking"
+
+
+def test_a_user_ranks_the_same_alone_or_in_a_batch_whatever_times_the_others_come_with(timed_model):
+    """One user's missing last event or request time must not take the request context away from
+    the others in the batch: each user is scored with the inputs it has, as it would be alone."""
+    from longview.settings import EngagementSettings
+
+    histories = [["i3", "i4"], ["i9"], ["i5", "i6", "i7"], [], ["i3", "i4"]]
+    now = [2_000_000.0, 2_000_000.0, None, 2_000_000.0, float("nan")]
+    last = [1_000_000.0, None, 1_500_000.0, None, 1_000_000.0]
+    together = timed_model.rank(histories, now, 6, last)
+    for user in range(len(histories)):
+        alone = timed_model.rank([histories[user]], [now[user]], 6, [last[user]])[0]
+        assert [i for i, _ in alone] == [i for i, _ in together[user]]
+        assert [s for _, s in alone] == pytest.approx([s for _, s in together[user]], abs=1e-5)
+    assert together[0] != together[4], "with and without the request context differ"
+    policy = timed_model.under_policy(EngagementSettings(exploration=0.3).weights(5))
+    seeds = [11, 12, 13, 14, 15]
+    lists = policy.slots(histories, now, 6, last, seeds=seeds)
+    for user in range(len(histories)):
+        alone = policy.slots([histories[user]], [now[user]], 6, [last[user]], seeds=[seeds[user]])[0]
+        assert [(s.item, s.explored, s.propensity) for s in alone] == [(s.item, s.explored, s.propensity)
+                                                                      for s in lists[user]]
+    with pytest.raises(ValueError, match="5 histories but 2 seeds"):
+        policy.slots(histories, now, 6, last, seeds=[1, 2])
+    with pytest.raises(ValueError, match="5 histories but 1 times"):
+        timed_model.rank(histories, [2_000_000.0], 6)
+    assert timed_model.rank([], None, 5) == [] and policy.slots([], None, 5) == []

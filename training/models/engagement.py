@@ -23,6 +23,7 @@ seeded (the policy's ``seed``), so an evaluation is reproducible."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,13 +127,19 @@ class EngagementPolicy(Recommender):
             out[row, slots] = top[row] + torch.arange(n, 0, -1, dtype=out.dtype)[torch.from_numpy(picked)]
         return out
 
-    def lists(self, queries: Queries, k: int, exclude: bool = True) -> PolicyLists:
+    def lists(self, queries: Queries, k: int, exclude: bool = True, seeds: Sequence[int] | None = None) -> PolicyLists:
         """The first ``k`` (at least 1) slots of each user's list; the policy re-ranks the top
         max(``candidates``, k) items (seen items left out by the policy's rule, unless ``exclude``
-        is False)."""
+        is False). ``seeds``: one per user, the exploration's draws for that user alone (a user's
+        list then does not depend on who else is in the batch); None: one stream for the batch."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        full = self._rank(queries, self._relevance(queries, exclude), max(int(self.weights["candidates"]), k))
+        if seeds is not None and len(seeds) != len(queries.histories):
+            raise ValueError(f"{len(queries.histories)} users but {len(seeds)} seeds")
+        relevance = self._relevance(queries, exclude)
+        if torch.isnan(relevance).any():  # NaN would only drop out of the candidates: say so instead
+            raise ValueError("the sequence model under the policy produced NaN scores")
+        full = self._rank(queries, relevance, max(int(self.weights["candidates"]), k), seeds)
         short = max(k - full.items.shape[1], 0)  # a catalogue smaller than k
 
         def cut(values: np.ndarray, fill) -> np.ndarray:
@@ -177,7 +184,7 @@ class EngagementPolicy(Recommender):
             out[user] = forecast.within
         return out
 
-    def _rank(self, queries: Queries, relevance: torch.Tensor, n: int) -> PolicyLists:
+    def _rank(self, queries: Queries, relevance: torch.Tensor, n: int, seeds: Sequence[int] | None = None) -> PolicyLists:
         w = self.weights
         users = len(relevance)
         n = min(n, relevance.shape[1] - 1)
@@ -199,6 +206,10 @@ class EngagementPolicy(Recommender):
         remaining = valid.copy()
         rows = np.arange(users)
         epsilon = float(w["exploration"])
+        if seeds is not None:  # each user's draws from their own stream, all slots at once
+            streams = [np.random.default_rng(int(seed)) for seed in seeds]
+            own_keys = np.stack([g.random((n, n)) for g in streams]) if users else np.zeros((0, n, n))
+            own_coins = np.stack([g.random(n) for g in streams]) if users else np.zeros((0, n))
         for slot in range(n):
             left = remaining.sum(1)
             active = left > 0
@@ -206,9 +217,11 @@ class EngagementPolicy(Recommender):
                 break
             marginal = np.where(remaining, objective - w["diversity_weight"] * penalty, -np.inf)
             greedy = marginal.argmax(1)
-            keys = np.where(remaining, self.rng.random((users, n)), -1.0)  # uniform among the remaining
+            draws = self.rng.random((users, n)) if seeds is None else own_keys[:, slot]
+            keys = np.where(remaining, draws, -1.0)  # uniform among the remaining
             uniform = keys.argmax(1)
-            explore = (self.rng.random(users) < epsilon) & active
+            coins = self.rng.random(users) if seeds is None else own_coins[:, slot]
+            explore = (coins < epsilon) & active
             pick = np.where(explore, uniform, greedy)
             share = epsilon / np.maximum(left, 1)
             items[active, slot] = candidates[rows, pick][active]

@@ -89,8 +89,15 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
         ``exclude``: overrides the model's exclude_seen rule for these requests (None: the model's)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        queries = self._queries(histories, now, last, profiles)
-        scores = exclude_seen(self.model.score(queries), queries.histories, self._exclude(exclude))
+        if not len(histories):
+            return []
+        scores = None
+        for rows, queries in self._groups(histories, now, last, profiles):
+            part = self.model.score(queries)
+            if scores is None:
+                scores = torch.empty((len(histories), part.shape[1]), dtype=part.dtype)
+            scores[torch.from_numpy(rows)] = part
+        scores = exclude_seen(scores, [self.encode(h) for h in histories], self._exclude(exclude))
         if torch.isnan(scores).any():
             raise ValueError(f"the {self.model_name} model produced NaN scores")
         best = top_k(scores, min(k, len(self.item_ids)))
@@ -101,23 +108,31 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
         return out
 
     def slots(self, histories: list, now: list | None = None, k: int = 10, last: list | None = None,
-              profiles: list | None = None, exclude: bool | None = None) -> list[list[Slot]]:
+              profiles: list | None = None, exclude: bool | None = None,
+              seeds: list[int] | None = None) -> list[list[Slot]]:
         """As ``rank``, with, per slot, whether a policy explored it and the propensity it was shown
         with (1 where the ranking is deterministic). A policy's score is the slot's marginal
-        objective: it never rises from one ranked slot to the next, and an explored slot's is lower."""
-        if not hasattr(self.model, "lists"):
+        objective: it never rises from one ranked slot to the next, and an explored slot's is lower.
+        ``seeds``: one per user for a policy's exploration (the same seed, the same list, alone or
+        in a batch)."""
+        if not hasattr(self.model, "lists"):  # deterministic: no draws to seed
             return [[Slot(item, score, False, 1.0) for item, score in row]
                     for row in self.rank(histories, now, k, last, profiles, exclude)]
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        queries = self._queries(histories, now, last, profiles)
-        lists = self.model.lists(queries, min(k, len(self.item_ids)), exclude=self._exclude(exclude))
-        if np.isnan(lists.scores).any():
-            raise ValueError(f"the {self.model_name} policy produced NaN scores")
-        return [[Slot(self.item_ids[i - 1], float(s), bool(e), float(p))
-                 for i, s, e, p in zip(items, scores, explored, propensities, strict=True) if i > 0]
-                for items, scores, explored, propensities in
-                zip(lists.items, lists.scores, lists.explored, lists.propensities, strict=True)]
+        if seeds is not None and len(seeds) != len(histories):
+            raise ValueError(f"{len(histories)} histories but {len(seeds)} seeds")
+        out: list[list[Slot]] = [[] for _ in histories]
+        for rows, queries in self._groups(histories, now, last, profiles):
+            lists = self.model.lists(queries, min(k, len(self.item_ids)), exclude=self._exclude(exclude),
+                                     seeds=None if seeds is None else [seeds[r] for r in rows])
+            if np.isnan(lists.scores).any():
+                raise ValueError(f"the {self.model_name} policy produced NaN scores")
+            for row, items, scores, explored, propensities in zip(
+                    rows, lists.items, lists.scores, lists.explored, lists.propensities, strict=True):
+                out[row] = [Slot(self.item_ids[i - 1], float(s), bool(e), float(p))
+                            for i, s, e, p in zip(items, scores, explored, propensities, strict=True) if i > 0]
+        return out
 
     def _exclude(self, override: bool | None) -> bool:
         return self.exclude if override is None else bool(override)
@@ -132,15 +147,30 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
         wrapped.model, wrapped.model_name = policy, "engagement"
         return wrapped
 
-    def _queries(self, histories: list, now: list | None, last: list | None, profiles: list | None) -> Queries:
-        encoded = [self.encode(h) for h in histories]
+    def _groups(self, histories: list, now: list | None, last: list | None,
+                profiles: list | None) -> list[tuple[np.ndarray, Queries]]:
+        """The users as queries, grouped by which times they come with, so that each is scored as
+        it would be alone: with the request context where its request time and last event are both
+        known, with the request time only (time signals, value) where only that is, without either
+        where neither is."""
+        n = len(histories)
+        if profiles is not None and len(profiles) != n:
+            raise ValueError(f"{n} histories but {len(profiles)} profiles")
+        when, previous = _times(now, n), _times(last, n)
         vectors = None
         if profiles is not None and self.profile_width:
-            if len(profiles) != len(histories):
-                raise ValueError(f"{len(histories)} histories but {len(profiles)} profiles")
             vectors = profile_vectors([p if isinstance(p, dict) else None for p in profiles],
                                       self.profile_width - len(PROFILE_FIELDS))
-        return Queries(encoded, _times(now), _times(last), vectors)
+        timed, both = np.isfinite(when), np.isfinite(when) & np.isfinite(previous)
+        groups = []
+        for rows, with_now, with_last in ((np.flatnonzero(both), True, True),
+                                          (np.flatnonzero(timed & ~both), True, False),
+                                          (np.flatnonzero(~timed), False, False)):
+            if len(rows):
+                groups.append((rows, Queries([self.encode(histories[r]) for r in rows],
+                                             when[rows] if with_now else None, previous[rows] if with_last else None,
+                                             None if vectors is None else vectors[rows])))
+        return groups
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         k = int((params or {}).get("k", 10))
@@ -156,12 +186,14 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
                              "scores": [[s for _, s in r] for r in ranked], "fallback": fallback})
 
 
-def _times(values: list | None) -> np.ndarray | None:
-    """Unix seconds per row, or None unless every row has a finite one."""
+def _times(values: list | None, n: int) -> np.ndarray:
+    """Unix seconds per row, NaN where unknown (None, NaN or infinite)."""
     if values is None:
-        return None
+        return np.full(n, np.nan)
+    if len(values) != n:
+        raise ValueError(f"{n} histories but {len(values)} times")
     try:
-        times = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+        times = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64).reshape(n)
     except (TypeError, ValueError):
         raise ValueError("times must be Unix seconds (numbers)") from None
-    return times if len(times) and np.isfinite(times).all() else None
+    return np.where(np.isfinite(times), times, np.nan)

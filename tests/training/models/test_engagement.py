@@ -127,6 +127,23 @@ def test_exploration_is_seeded_and_its_propensities_are_those_of_the_draws(fitte
     assert np.array_equal(first.items[unexplored_first, 0], greedy.items[unexplored_first, 0])
 
 
+def test_per_user_seeds_make_a_users_list_independent_of_the_batch(fitted):
+    asked = queries(30)
+    chosen = policy(fitted, exploration=0.3)
+    seeds = list(range(100, 130))
+    whole = chosen.lists(asked, 10, seeds=seeds)
+    for user in (0, 7, 29):
+        alone = asked.slice(user, user + 1)
+        one = policy(fitted, exploration=0.3).lists(alone, 10, seeds=[seeds[user]])
+        assert np.array_equal(one.items[0], whole.items[user]) and np.array_equal(one.explored[0], whole.explored[user])
+        assert np.allclose(one.propensities[0], whole.propensities[user])
+    assert whole.explored.any(), "exploration happened"
+    reseeded = chosen.lists(asked, 10, seeds=[s + 1 for s in seeds])
+    assert not np.array_equal(reseeded.items, whole.items)
+    with pytest.raises(ValueError, match="30 users but 2 seeds"):
+        chosen.lists(asked, 10, seeds=[1, 2])
+
+
 def test_scores_put_the_policys_list_first_and_survive_a_round_trip(fitted, tmp_path):
     chosen = policy(fitted, value_weight=1.0, diversity_weight=0.5, novelty_weight=0.1, exploration=0.1)
     asked = queries()
@@ -159,12 +176,15 @@ def test_a_cold_user_gets_the_most_popular_items_reranked(fitted):
     assert set(items) <= set(popular)
 
 
-def test_nan_scores_reach_the_gate(fitted):
+def test_nan_scores_reach_the_gate_and_the_service_gets_an_error_not_a_short_list(fitted):
     model, settings = fitted
     broken = SequenceModel.restore(model.config(), {k: v.clone() for k, v in model.tensors().items()})
     with torch.no_grad():
         broken.net.item_embedding.weight[3] = float("nan")
-    assert torch.isnan(EngagementPolicy.around(broken, settings).score(queries())).any()
+    wrapped = EngagementPolicy.around(broken, settings)
+    assert torch.isnan(wrapped.score(queries())).any()
+    with pytest.raises(ValueError, match="produced NaN scores"):
+        wrapped.lists(queries(), 10)
 
 
 def test_k_must_be_positive(fitted):
