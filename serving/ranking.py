@@ -4,7 +4,8 @@ uses) unless the request overrides it, what it will not recommend again. A user 
 model knows gets the cold-start list (popularity), labelled as a fallback.
 
 A policy's exploration draws for each user from a stream seeded by the user and the request's second,
-so a user's list is the same asked alone or in a batch, and a logged impression can be replayed."""
+and users are scored one at a time, so a user's list is the same asked alone or in a batch, and a
+logged impression can be replayed."""
 
 from __future__ import annotations
 
@@ -43,12 +44,15 @@ def recommend(served: Served, user_ids: Sequence[str], rows: Sequence[Mapping], 
     fallbacks = [None if h is not None and len(model.encode(h)) else (NOTHING_KNOWN if h is not None else why)
                  for h in histories]
     # The gap since the last visit comes from the same online row, with the profile the model reads.
-    inputs = ([h or [] for h in histories], [now] * len(rows), k, [row.get("last_event_epoch") for row in rows],
-              [dict(row) for row in rows])
-    if hasattr(model, "slots"):
-        lists = model.slots(*inputs, exclude=exclude_seen, seeds=list(seeds))
-    else:  # a version registered before models answered with slots: its ranking, deterministic
-        lists = [[_Slot(item, score, False, 1.0) for item, score in ranked] for ranked in model.rank(*inputs)]
+    # One user at a time: a batched forward pass pads and multiplies differently, and a last-bit
+    # difference can swap two near-tied items; alone, each answer is exactly what /recommend gives.
+    lists = []
+    for history, row, seed in zip(histories, rows, seeds, strict=True):
+        inputs = ([history or []], [now], k, [row.get("last_event_epoch")], [dict(row)])
+        if hasattr(model, "slots"):
+            lists += model.slots(*inputs, exclude=exclude_seen, seeds=[seed])
+        else:  # a version registered before models answered with slots: its ranking, deterministic
+            lists += [[_Slot(item, score, False, 1.0) for item, score in ranked] for ranked in model.rank(*inputs)]
     own = "engagement" if served.policy == "engagement" else "model"
     return [Recommendation(
         user_id=user_id, policy=served.policy, model_name=served.model_name, model_version=served.version,

@@ -16,6 +16,8 @@ MAX_K, MAX_BATCH = get_settings().serving.max_k, get_settings().serving.max_batc
 
 UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_REGEX,
                               description=f"the user's id (1-{MAX_ID_LENGTH} letters, digits, _.:-)")]
+ItemId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_REGEX,
+                              description=f"an item's id (1-{MAX_ID_LENGTH} letters, digits, _.:-)")]
 TopK = Annotated[int, Field(ge=1, le=MAX_K, description=f"how many items, 1 to {MAX_K}")]
 
 # hide_input_in_errors: BentoML logs a rejected request's validation error at ERROR level, and the
@@ -52,6 +54,26 @@ class RecommendBatchRequest(BaseModel):
     k: TopK = 10
     exclude_seen: bool | None = None
     context: RequestContext | None = None
+
+
+class SimilarItemsRequest(BaseModel):
+    model_config = STRICT
+
+    item_id: ItemId
+    k: TopK = 10
+
+
+class SimilarItem(BaseModel):
+    item_id: str
+    score: float
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    items: list[SimilarItem]
+    by: str = Field(description="what the likeness is of: learned item embeddings, content, co-engagement")
+    model_name: str
+    model_version: str
 
 
 Reason = Literal["engagement", "exploration", "popular", "model"]

@@ -30,6 +30,9 @@ from serving.schemas import (
     RecommendBatchRequest,
     RecommendRequest,
     RequestContext,
+    SimilarItem,
+    SimilarItems,
+    SimilarItemsRequest,
 )
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,25 @@ class Recommender:
         """Many users at once, for offline use: each answer is the one the user gets alone."""
         answers = self._answer(user_ids, k, exclude_seen, context)
         return answers if isinstance(answers, JSONResponse) else Recommendations(recommendations=answers)
+
+    @bentoml.api(input_spec=SimilarItemsRequest, output_spec=SimilarItems)
+    def similar_items(self, item_id: str, k: int = 10) -> SimilarItems | JSONResponse:
+        """The k items most like one item, by the served model's item representations (learned
+        item embeddings and content for the sequence model; co-engagement for item-kNN and EASE)."""
+        served = self.champion.current
+        if served is None:
+            return JSONResponse({"error": f"not ready: {self.champion.problem}"}, status_code=503)
+        if not hasattr(served.model, "similar"):
+            return JSONResponse({"error": f"version {served.version} was registered before models could compare "
+                                          f"items"}, status_code=409)
+        try:
+            found, basis = served.model.similar(item_id, k)
+        except KeyError:
+            return JSONResponse({"error": f"item {item_id!r} is not in the served model's catalogue"}, status_code=404)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        return SimilarItems(item_id=item_id, items=[SimilarItem(item_id=i, score=round(v, 6)) for i, v in found],
+                            by=basis, model_name=served.model_name, model_version=served.version)
 
     def _answer(self, user_ids: list[str], k: int, exclude_seen: bool | None,
                 context: RequestContext | None) -> list[Recommendation] | JSONResponse:

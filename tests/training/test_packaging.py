@@ -214,3 +214,40 @@ def test_a_user_ranks_the_same_alone_or_in_a_batch_whatever_times_the_others_com
     with pytest.raises(ValueError, match="5 histories but 1 times"):
         timed_model.rank(histories, [2_000_000.0], 6)
     assert timed_model.rank([], None, 5) == [] and policy.slots([], None, 5) == []
+
+
+def test_similar_items_by_the_models_item_representations(timed_model, quick):
+    """The sequence model: the cosine over its learned item vectors (and content, where fused),
+    most alike first, never the item itself; item-kNN: its co-engagement weights; popularity has
+    nothing to compare items by, and an unknown item is a KeyError."""
+    import torch
+
+    from training.models.item_matrix import ItemKNN
+    from training.models.packaged import PackagedModel
+
+    found, basis = timed_model.similar("i5", 4)
+    assert basis.startswith("learned item embeddings") and len(found) == 4
+    assert "i5" not in [i for i, _ in found] and [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+    table = torch.nn.functional.normalize(timed_model.model.net.item_table().detach(), dim=1)
+    index = timed_model.index
+    assert timed_model.model.net.content is None, "chain_world has no content: the likeness is the learned one"
+    assert found[0][1] == pytest.approx(float(table[index["i5"]] @ table[index[found[0][0]]]), abs=1e-5)
+    with pytest.raises(KeyError):
+        timed_model.similar("no-such-item", 3)
+    world = chain_world()
+    knn = ItemKNN()
+    knn.fit(world, quick, progress=False)
+    packaged = PackagedModel().load({"model": "item_knn", "model_config": knn.config(), "item_ids": world.item_ids},
+                                    knn.tensors())
+    neighbours, by = packaged.similar("i5", 3)
+    assert by.startswith("co-engagement") and "i5" not in [i for i, _ in neighbours]
+    own = world.item_ids.index("i5") + 1
+    weights = knn.weights[own].clone()
+    weights[[0, own]] = float("-inf")
+    assert neighbours[0][1] == pytest.approx(float(weights.max()), abs=1e-6)
+    popularity = Popularity()
+    popularity.fit(world, quick, progress=False)
+    plain = PackagedModel().load({"model": "popularity", "model_config": popularity.config(), "item_ids": world.item_ids},
+                                 popularity.tensors())
+    with pytest.raises(ValueError, match="no item representations"):
+        plain.similar("i5", 3)

@@ -197,6 +197,11 @@ class Recommender(ABC):
         model without a long-term value head."""
         return None
 
+    def item_similarity(self, item: int) -> tuple[torch.Tensor, str] | None:
+        """How alike every catalogue item is to ``item`` (index 0, the padding, at -inf) and what the
+        likeness is of, or None for a model without item representations."""
+        return None
+
     def add_items(self, content: np.ndarray | None) -> bool:
         """Take in items added to the catalogue since training (one row of item content each, in
         the training content's layout, appended after the known items) and say whether they can now

@@ -103,6 +103,10 @@ class EngagementPolicy(Recommender):
         assert self.base is not None
         return self.base.forecast_returns(queries)
 
+    def item_similarity(self, item: int):
+        assert self.base is not None
+        return self.base.item_similarity(item)
+
     def add_items(self, content: np.ndarray | None) -> bool:
         assert self.base is not None
         added = self.base.add_items(content)

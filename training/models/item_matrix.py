@@ -82,6 +82,15 @@ class ItemMatrixModel(Recommender):
         scores = no_padding(presence(queries.histories, self.weights.shape[0] - 1) @ self.weights)
         return cold_start(scores, queries.histories, self.popularity)
 
+    def item_similarity(self, item: int) -> tuple[torch.Tensor, str] | None:
+        """The item's column of the item x item weights: how much having engaged with ``item``
+        adds to each item's score (co-engagement)."""
+        if self.weights is None:
+            return None
+        likeness = self.weights[item].clone().float()
+        likeness[0] = float("-inf")
+        return likeness, f"co-engagement ({self.name} weights)"
+
     def config(self) -> dict:
         return {self.parameter: self.value}
 

@@ -137,6 +137,23 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
     def _exclude(self, override: bool | None) -> bool:
         return self.exclude if override is None else bool(override)
 
+    def similar(self, item_id: str, k: int = 10) -> tuple[list[tuple[str, float]], str]:
+        """The ``k`` items most like ``item_id`` by the model's item representations, most alike
+        first, and what the likeness is of. KeyError: an item the model does not know; ValueError:
+        a model without item representations (popularity)."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        item = self.index[item_id]
+        found = self.model.item_similarity(item)
+        if found is None:
+            raise ValueError(f"the {self.model_name} model has no item representations to compare items by")
+        likeness, basis = found
+        likeness = likeness.clone()
+        likeness[item] = float("-inf")
+        best = torch.topk(likeness, min(k, len(self.item_ids) - 1))
+        return [(self.item_ids[i - 1], float(v)) for i, v in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+                if np.isfinite(v)], basis
+
     def under_policy(self, weights: dict) -> "PackagedModel":
         """This sequence model ranked by the engagement-aware policy with these weights (a copy;
         any other model is returned as it is)."""

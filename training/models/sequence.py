@@ -179,6 +179,7 @@ class SequenceModel(Recommender):
         self.clock = clock  # engagement times, for the time signals (None: time-blind)
         self.blend = blend or {"recent": 0.0, "popularity": 0.0, "days": 7.0}
         self._tables: list[torch.Tensor] | None = None
+        self._unit_tables: list[torch.Tensor] | None = None  # for item_similarity
         # The long-term value head's layout (bin edges in days, H, side inputs), None: no head.
         self.value = value
 
@@ -243,7 +244,7 @@ class SequenceModel(Recommender):
                 same_module(net.value_head, world)  # under torchrun: rank 0's head, fitted on its users
                 report.notes.append(f"value head of network {member + 1}: {note}")
             members.append(net)
-        self.nets, self._tables = members, None
+        self.nets, self._tables, self._unit_tables = members, None, None
         if opts.ensemble > 1 and validate is not None:
             (metric,) = agree([validate(self) if rank == 0 else 0.0], world)
             report.notes.append(f"ensemble of {opts.ensemble} networks: validation {metric:.4f}")
@@ -300,7 +301,7 @@ class SequenceModel(Recommender):
                 stepping += time.perf_counter() - epoch_start
                 row = {**tag, "epoch": float(epoch), "loss": total / max(seen, 1),
                        "sequences_per_second": len(inputs) * epoch / stepping}
-                self._tables = None
+                self._tables = self._unit_tables = None
                 stop = False
                 if validate is not None and (epoch % opts.eval_every == 0 or epoch == opts.epochs):
                     (metric,) = agree([validate(self) if rank == 0 else 0.0], world)
@@ -331,7 +332,7 @@ class SequenceModel(Recommender):
         if best_state is not None:
             net.load_state_dict(best_state)
         net.eval()
-        self._tables = None
+        self._tables = self._unit_tables = None
 
     def refit(self, data: Interactions, settings: Settings) -> None:
         """The networks stay as validation chose them; their popularity (for users without
@@ -349,7 +350,7 @@ class SequenceModel(Recommender):
                 fit_value_head(net, anchors, [data.sequences[u] for u in users], settings.value.head_steps,
                                settings.value.head_learning_rate, settings.seed + member)
                 same_module(net.value_head, world)
-            self._tables = None
+            self._tables = self._unit_tables = None
 
     def _fit_time_signals(self, data: Interactions, settings: Settings, validate: Validate, report: FitReport,
                           rank: int, world: int) -> None:
@@ -437,8 +438,22 @@ class SequenceModel(Recommender):
         self.popularity = np.concatenate([self.popularity, np.zeros(len(content))])
         if self.clock is not None:
             self.clock.n_items = self.net.n_items
-        self._tables = None
+        self._tables = self._unit_tables = None
         return True
+
+    def item_similarity(self, item: int) -> tuple[torch.Tensor, str] | None:
+        """Cosine likeness over the learned item vectors (the first network's item table: id
+        embeddings plus projected content), averaged with the cosine over the raw content (genres,
+        text embedding) where the model fused content."""
+        if self.net is None:
+            return None
+        if self._unit_tables is None:  # once per loaded model
+            with torch.inference_mode():
+                tables = [self.net.item_table()] + ([self.net.content] if self.net.content is not None else [])
+                self._unit_tables = [torch.nn.functional.normalize(t.detach().float(), dim=1) for t in tables]
+        likeness = sum(table @ table[item] for table in self._unit_tables) / len(self._unit_tables)
+        likeness[0] = float("-inf")
+        return likeness, "learned item embeddings and content" if len(self._unit_tables) > 1 else "learned item embeddings"
 
     # -- scoring --------------------------------------------------------------------------------
     def score(self, queries: Queries) -> torch.Tensor:
