@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 from serving.champion import Served
 from serving.schemas import Recommendation, RecommendedItem
+from training.models.packaged import Slot
 
 NO_FEATURES = "popularity: no online features for this user"
 NOTHING_KNOWN = "popularity: none of this user's items are known to the model"
 STORE_DOWN = "popularity: the online feature store is unavailable"
 # The label each fallback is counted under in /metrics.
 FALLBACK_LABELS = {NO_FEATURES: "no_features", NOTHING_KNOWN: "nothing_known", STORE_DOWN: "store_down"}
-
-
-class _Slot(NamedTuple):
-    item: str
-    score: float
-    explored: bool
-    propensity: float
 
 
 def exploration_seed(seed: int, user_key: str, now: float) -> int:
@@ -52,7 +45,7 @@ def recommend(served: Served, user_ids: Sequence[str], rows: Sequence[Mapping], 
         if hasattr(model, "slots"):
             lists += model.slots(*inputs, exclude=exclude_seen, seeds=[seed])
         else:  # a version registered before models answered with slots: its ranking, deterministic
-            lists += [[_Slot(item, score, False, 1.0) for item, score in ranked] for ranked in model.rank(*inputs)]
+            lists += [[Slot(item, score, False, 1.0) for item, score in ranked] for ranked in model.rank(*inputs)]
     own = "engagement" if served.policy == "engagement" else "model"
     return [Recommendation(
         user_id=user_id, policy=served.policy, model_name=served.model_name, model_version=served.version,
