@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from longview.features import FEATURE_SERVICE
 from longview.settings import REGISTERED_MODEL, Settings
-from training.tracking import CHAMPION, load_version, mlflow_client
+from training.tracking import CHAMPION, load_version
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class ChampionFollower:
         self.problem: str | None = "the registry has not been asked yet"
         self.registry_problem: str | None = None
         self._failed: str | None = None  # a version that did not load: not retried until the alias moves
+        self._client = None  # made once: a poll is one registry query, not a set-up of the tracking store
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="champion-follower", daemon=True)
 
@@ -64,7 +65,12 @@ class ChampionFollower:
     def check(self) -> None:
         """Ask the registry once; load and swap in a moved champion."""
         try:
-            client = mlflow_client(self.settings)
+            if self._client is None:
+                from mlflow import MlflowClient
+
+                uri = self.settings.tracking_uri
+                self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client = self._client
             version = _champion(client)
         except Exception as exc:
             message = f"the model registry is unreachable: {type(exc).__name__}: {_first_line(exc)}"
