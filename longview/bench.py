@@ -183,6 +183,13 @@ def long_term_value(settings: Settings, root: Path | None = None, **options) -> 
     return run(settings, root, **options)
 
 
+def serving(settings: Settings, root: Path | None = None, **options) -> Iterator[str]:
+    """The running service against its HTTP floor (longview/bench_serving.py)."""
+    from longview.bench_serving import serving as run
+
+    return run(settings, root, **options)
+
+
 BENCHMARKS: dict[str, Callable[..., Iterator[str]]] = {"validation": validation, "features": features,
                                                        "contract": contract, "accuracy": accuracy,
-                                                       "long-term-value": long_term_value}
+                                                       "long-term-value": long_term_value, "serving": serving}

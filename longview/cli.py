@@ -155,11 +155,12 @@ def _unexpected(exc: Exception) -> None:
 
 @app.command()
 def bench(
-    name: Annotated[str, typer.Argument(help="validation, features, contract, accuracy or long-term-value")],
+    name: Annotated[str, typer.Argument(help="validation, features, contract, accuracy, "
+                                                         "long-term-value or serving")],
     root: Annotated[Path | None, typer.Option(help="where the benchmark's own data homes go (default: HOME/bench)")] = None,
     examples: Annotated[int, typer.Option(min=1, help="contract: how many random examples to try")] = 500,
-    dataset: Annotated[str | None, typer.Option(help="accuracy, long-term-value: the dataset, as for `longview data "
-                                                     "prepare` (default ml-1m-sasrec and ml-100k)")] = None,
+    dataset: Annotated[str | None, typer.Option(help="accuracy, long-term-value, serving: the dataset, as for "
+                                                     "`longview data prepare` (default ml-1m-sasrec, ml-100k, ml-1m-sasrec)")] = None,
     source: Annotated[Path | None, typer.Option(help="accuracy, long-term-value: a folder holding the dataset")] = None,
     protocol: Annotated[str, typer.Option(help="accuracy: loo (leave-one-out) or temporal")] = "loo",
     dump_topk: Annotated[Path | None, typer.Option(help="accuracy: write each test user's top 10 here")] = None,
@@ -180,6 +181,8 @@ def bench(
                    "models": models.split(",") if models else None}
     if name == "long-term-value":
         options = {"dataset": dataset or "ml-100k", "source": source}
+    if name == "serving":
+        options = {"dataset": dataset or "ml-1m-sasrec"}
     try:
         for line in BENCHMARKS[name](get_settings(), root, **options):
             typer.echo(line)

@@ -68,9 +68,45 @@ def ingest_landing(settings: Settings) -> list[dict]:
             rejected.append((f"{path.name}: {exc}", result))
         summaries.append({"file": path.name, **asdict(result)})
         shutil.move(str(path), done / path.name)
+    try:  # after the files: feedback may name items a new catalogue file brings
+        fed = ingest_outbox(settings)
+    except BatchRejected as exc:
+        fed = exc.result
+        rejected.append((f"{OUTBOX}: {exc}", fed))
+    if fed is not None:
+        summaries.append({"file": OUTBOX, **asdict(fed)})
     if rejected:
         raise BatchRejected("; ".join(message for message, _ in rejected), rejected[-1][1])
     return summaries
+
+
+OUTBOX = "feedback outbox"
+
+
+def ingest_outbox(settings: Settings) -> IngestResult | None:
+    """The feedback the service acknowledged since the last run, validated and routed as one events
+    batch (None: nothing pending). The rows are marked ingested only once routed: a crash before
+    that re-sends them, and the store's duplicate check drops what was already stored."""
+    if not settings.outbox_path.exists():
+        return None
+    from longview.ingestion import batch_id_of, ingest_frame
+    from longview.outbox import Outbox
+
+    outbox = Outbox(settings.outbox_path)
+    try:
+        rows, last = outbox.pending()
+        if rows.empty:
+            return None
+        batch_id = batch_id_of(rows.to_csv(index=False).encode())
+        try:
+            result = ingest_frame(settings, rows, "events", batch_id, pseudonymised=True)
+        except BatchRejected:
+            outbox.mark_ingested(last, batch_id)  # the whole batch is in quarantine, replayable from there
+            raise
+        outbox.mark_ingested(last, batch_id)
+    finally:
+        outbox.close()
+    return freshen_online(settings, result)
 
 
 class DatasetRejected(Exception):

@@ -23,9 +23,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bentoml_command(port: int) -> list[str]:
+# What `bentoml serve` runs: the service class in the checkout; or a built Bento's tag or folder.
+SERVICE = "serving.service:Recommender"
+
+
+def bentoml_command(port: int, target: str = SERVICE) -> list[str]:
     bentoml = Path(sys.executable).with_name("bentoml")
-    return [str(bentoml), "serve", "serving.service:Recommender", "--host", "127.0.0.1", "--port", str(port)]
+    return [str(bentoml), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
 
 
 def service_env(settings: Settings) -> dict[str, str]:
@@ -60,18 +64,27 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+class ServiceURL(str):
+    """The service's base URL, and the pid of the process that leads its process group."""
+
+    pid: int = 0
+
+
 @contextmanager
 def running_service(settings: Settings, port: int | None = None, log_path: Path | None = None,
-                    ready: bool = True) -> Iterator[str]:
+                    ready: bool = True, target: str = SERVICE, cwd: Path | None = None) -> Iterator[ServiceURL]:
     """Run the service until the block ends; yields its base URL once it is ready (``ready``) or
-    only up (with no champion yet, it starts but is not ready)."""
+    only up (with no champion yet, it starts but is not ready). ``target``: what `bentoml serve`
+    runs (a built Bento's tag, found in the data home's BENTOML_HOME, or its folder); ``cwd``: where
+    (default: the checkout)."""
     port = port or free_port()
     log_path = log_path or settings.home / "service.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(bentoml_command(port), env=service_env(settings), stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True, cwd=settings.project_root)
-        url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(bentoml_command(port, target), env=service_env(settings), stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd or settings.project_root)
+        url = ServiceURL(f"http://127.0.0.1:{port}")
+        url.pid = process.pid  # the process group's leader: benchmarks read the group's memory
         try:
             wait_ready(url, process, probe="/readyz" if ready else "/livez")
             yield url

@@ -167,6 +167,12 @@ class ServingSettings(BaseModel):
     max_k: int = Field(default=100, ge=1, le=10_000, description="the most items one request may ask for")
     max_batch: int = Field(default=1000, ge=1, le=100_000, description="the most users one /recommend_batch may ask for")
     max_body_bytes: int = Field(default=65_536, ge=1024, le=64 * 2**20, description="larger request bodies get 413")
+    # Threads torch uses per worker. A request scores one user (small matrices): a second thread
+    # only adds OpenMP hand-offs, and spins against the server's own threads on a small machine.
+    torch_threads: int = Field(default=1, ge=1, le=256)
+    # Serve an int8 dynamically quantised copy of the model's linear layers (training/models/quantize.py;
+    # its latency and NDCG cost: `longview bench quantization`).
+    quantize: bool = False
     # With a key, every POST must carry it in X-API-Key (401 otherwise); health, readiness and
     # metrics stay open. Set it from a secret store: LONGVIEW_SERVING__API_KEY.
     api_key: SecretStr | None = Field(default=None, min_length=16)
@@ -279,6 +285,11 @@ class Settings(BaseSettings):
     @property
     def events_dir(self) -> Path:
         return self.home / "events"
+
+    @property
+    def outbox_path(self) -> Path:
+        """The service's feedback outbox (longview/outbox.py), ingested with the landing folder."""
+        return self.home / "outbox" / "feedback.db"
 
     @property
     def quarantine_dir(self) -> Path:

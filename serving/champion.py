@@ -5,7 +5,12 @@ gate, `longview promote --rollback`, or a person in the MLflow UI) it loads the 
 off the request path, and swaps it in with one reference assignment: a request reads ``current``
 once and ranks with that snapshot, so none is dropped or sees half a swap. Until a version has
 loaded, ``problem`` says why nothing is served; if the registry stops answering, the last loaded
-version keeps serving and ``registry_problem`` says so."""
+version keeps serving and ``registry_problem`` says so.
+
+Items the version was not trained on (added to the catalogue since) are taken in by their content
+where the model scores content (the sequence model fuses genres and text), so a new item can be
+recommended before the next training. When `longview features` rewrites the feature tables, the
+version is loaded again in the background to take in what is new."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from longview.features import FEATURE_SERVICE
+from longview.features import FEATURE_SERVICE, MANIFEST
 from longview.settings import REGISTERED_MODEL, Settings
 from training.tracking import CHAMPION, load_version
 
@@ -35,6 +40,7 @@ class Served:
     policy: str
     feature_service: str
     data_version: str
+    new_items: int = 0  # catalogue items unseen at training, ranked by their content
 
 
 class ChampionFollower:
@@ -45,6 +51,8 @@ class ChampionFollower:
         self.registry_problem: str | None = None
         self._failed: str | None = None  # a version that did not load: not retried until the alias moves
         self._client = None  # made once: a poll is one registry query, not a set-up of the tracking store
+        self._features_stamp: int | None = None  # the feature tables the current version took new items from
+        self._checking = threading.Lock()  # the poll thread and an admin reload never load at once
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="champion-follower", daemon=True)
 
@@ -62,8 +70,15 @@ class ChampionFollower:
             except Exception:  # never let the follower die: the next poll tries again
                 log.exception("following @champion failed")
 
-    def check(self) -> None:
-        """Ask the registry once; load and swap in a moved champion."""
+    def check(self, force: bool = False) -> None:
+        """Ask the registry once; load and swap in a moved champion (``force``: load it again even
+        if it has not moved, and retry a version that failed to load)."""
+        with self._checking:
+            if force:
+                self._features_stamp, self._failed = None, None
+            self._check()
+
+    def _check(self) -> None:
         try:
             if self._client is None:
                 from mlflow import MlflowClient
@@ -87,7 +102,9 @@ class ChampionFollower:
                                 f"`longview promote` (or `longview demo`)")
             return
         number = str(version.version)
-        if (self.current is not None and self.current.version == number) or number == self._failed:
+        stamp = _features_stamp(self.settings)
+        if (self.current is not None and self.current.version == number and stamp == self._features_stamp) \
+                or number == self._failed:
             return
         started = time.monotonic()
         try:
@@ -100,8 +117,10 @@ class ChampionFollower:
                 self.problem = message
             return
         previous, self.current, self.problem, self._failed = self.current, served, None, None
-        log.info("serving %s version %s (%s), loaded in %.1f s%s", REGISTERED_MODEL, number, served.policy,
-                 time.monotonic() - started, f"; was version {previous.version}" if previous else "")
+        self._features_stamp = stamp
+        log.info("serving %s version %s (%s), loaded in %.1f s%s%s", REGISTERED_MODEL, number, served.policy,
+                 time.monotonic() - started, f"; was version {previous.version}" if previous else "",
+                 f"; {served.new_items} items new since training taken in by content" if served.new_items else "")
 
     def _served(self, client, version) -> Served:
         packaged = self._load(self.settings, str(version.version))
@@ -110,9 +129,51 @@ class ChampionFollower:
             packaged = packaged.under_policy(self.settings.engagement.weights(self.settings.seed))
         tags = client.get_run(version.run_id).data.tags if version.run_id else {}
         model_name = version.tags.get("model", packaged.model_name)
+        try:
+            new_items = take_in_new_items(self.settings, packaged)
+        except Exception as exc:  # the version still serves what it was trained on
+            log.warning("items new since training not taken in: %s", _first_line(exc))
+            new_items = 0
         return Served(str(version.version), packaged, model_name, packaged.model_name,
                       version.tags.get("feature_service") or tags.get("feature_service") or FEATURE_SERVICE,
-                      tags.get("data_version", "unknown"))
+                      tags.get("data_version", "unknown"), new_items)
+
+
+def _features_stamp(settings: Settings) -> int | None:
+    """When the feature tables were last written (None: never)."""
+    try:
+        return (settings.features_dir / MANIFEST).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def take_in_new_items(settings: Settings, packaged) -> int:
+    """Make the catalogue's items that ``packaged`` was not trained on rankable by their content
+    (the catalogue's genres and the text embedding of the feature tables, the sources of Feast's
+    content features), where the model scores content; an item whose text is not embedded yet
+    waits for the next `longview features`. Returns how many it took in."""
+    if not hasattr(packaged, "add_items"):
+        return 0
+    import pandas as pd
+
+    from longview.features import TEXT_VIEW, read_manifest
+    from longview.store import load_catalogue
+    from training.content import content_matrix
+
+    catalogue = load_catalogue(settings)
+    new = [item for item in catalogue["item_id"] if item not in packaged.index]
+    if not new:
+        return 0
+    frame = catalogue[["item_id", "genres"]]
+    if read_manifest(settings.features_dir).get("text_embedding"):
+        texts = pd.read_parquet(settings.features_dir / f"{TEXT_VIEW}.parquet", columns=["item_id", "text_embedding"])
+        frame = frame.merge(texts.drop_duplicates("item_id", keep="last"), on="item_id", how="left")
+        new = [item for item in new if item in set(texts["item_id"])]
+    ids = list(packaged.item_ids) + new
+    vectors = content_matrix(frame, ids).vectors
+    if vectors is None or not new:
+        return 0
+    return len(packaged.add_items(ids, vectors[1:]))
 
 
 def _champion(client):

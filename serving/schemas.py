@@ -56,6 +56,64 @@ class RecommendBatchRequest(BaseModel):
     context: RequestContext | None = None
 
 
+class _Feedback(BaseModel):
+    model_config = STRICT
+
+    user_id: UserId
+    item_id: ItemId
+    time: AwareDatetime | None = Field(default=None, description="when it happened (default: when received)")
+    session_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_REGEX)] | None = None
+
+
+class Impression(_Feedback):
+    type: Literal["impression"]
+    propensity: float = Field(gt=0, le=1, description="the propensity /recommend gave the slot")
+
+
+class Click(_Feedback):
+    type: Literal["click"]
+
+
+class View(_Feedback):
+    type: Literal["view"]
+    dwell_seconds: float = Field(ge=0, le=get_settings().dwell_cap_seconds)
+
+
+class Rating(_Feedback):
+    type: Literal["rating"]
+    rating: float = Field(ge=get_settings().rating_min, le=get_settings().rating_max)
+
+
+FeedbackEvent = Annotated[Impression | Click | View | Rating, Field(discriminator="type")]
+
+
+class FeedbackRequest(BaseModel):
+    """What users did with what they were shown: each event checked by its type's own fields."""
+
+    model_config = STRICT
+
+    events: list[FeedbackEvent] = Field(min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} events")
+
+
+class FeedbackReceipt(BaseModel):
+    accepted: int
+    event_ids: list[str] = Field(description="server-assigned, in the order sent")
+    reflected: bool = Field(description="the users' online features were updated for their next /recommend")
+    note: str | None = None
+
+
+class ReloadRequest(BaseModel):
+    model_config = STRICT
+
+    force: bool = Field(default=False, description="load @champion again even if it has not moved")
+
+
+class ReloadReceipt(BaseModel):
+    model_version: str | None
+    previous_version: str | None
+    problem: str | None = Field(description="why nothing is served, or why the registry was not reached")
+
+
 class SimilarItemsRequest(BaseModel):
     model_config = STRICT
 
@@ -102,3 +160,36 @@ class Recommendation(BaseModel):
 
 class Recommendations(BaseModel):
     recommendations: list[Recommendation]
+
+
+# A search query: up to MAX_QUERY_CHARS characters, at least one of them not whitespace (the
+# pattern's class is what Python's str.strip() keeps: Rust's \s leaves out \x1c-\x1f).
+MAX_QUERY_CHARS = 500
+SearchQuery = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"[^\s\x1c-\x1f]",
+                                   description=f"free text, 1-{MAX_QUERY_CHARS} characters, not only whitespace")]
+
+
+class SearchRequest(BaseModel):
+    """Free text, matched against the items' texts; with a user_id, blended with that user's taste."""
+
+    model_config = STRICT
+
+    query: SearchQuery
+    user_id: UserId | None = Field(default=None, description="blend in this user's preferences (optional)")
+    k: TopK = 10
+
+
+class SearchHit(BaseModel):
+    item_id: str
+    score: float = Field(description="what the hits are ordered by: text_score, or its blend with the user's "
+                                     "preference when personalised")
+    text_score: float = Field(description="the cosine of the query's and the item's text embeddings")
+
+
+class SearchResults(BaseModel):
+    items: list[SearchHit]
+    personalised: bool = Field(description="the user's preferences were blended in (false without a user_id, "
+                                           "for a user the model knows nothing of, or when degraded)")
+    model_name: str | None = Field(default=None, description="the model whose preferences were blended in")
+    model_version: str | None = Field(default=None, description="its registered version")
+    degraded: bool = Field(default=False, description="the user's features or the registry could not be reached")

@@ -22,14 +22,24 @@ from longview.online_features import OnlineFeatureReader
 from longview.privacy import pseudonym, pseudonym_key
 from longview.settings import get_settings
 from serving.champion import ChampionFollower
+from serving.feedback import FeedbackSink, FutureEvent
 from serving.ranking import FALLBACK_LABELS, STORE_DOWN, exploration_seed, recommend
+from serving.search import NoTexts, SearchCache, user_preference
 from serving.guards import ApiKey, BodyLimit
 from serving.schemas import (
+    FeedbackEvent,
+    ReloadReceipt,
+    ReloadRequest,
+    FeedbackReceipt,
+    FeedbackRequest,
     Recommendation,
     Recommendations,
     RecommendBatchRequest,
     RecommendRequest,
     RequestContext,
+    SearchHit,
+    SearchRequest,
+    SearchResults,
     SimilarItem,
     SimilarItems,
     SimilarItemsRequest,
@@ -42,6 +52,9 @@ log = logging.getLogger(__name__)
 class Recommender:
     def __init__(self) -> None:
         self.settings = get_settings()
+        import torch
+
+        torch.set_num_threads(self.settings.serving.torch_threads)
         self.key = pseudonym_key(self.settings)  # callers send their own ids; features are keyed by pseudonym
         self.features: OnlineFeatureReader | None = None
         self.features_problem: str | None = None
@@ -52,6 +65,9 @@ class Recommender:
         self.fallbacks = Counter("longview_fallbacks", "answers that fell back, by reason", ["reason"])
         self.degradations = Counter("longview_degraded", "answers given while degraded, by what was unreachable",
                                     ["unreachable"])
+        self.feedback_sink = FeedbackSink(self.settings, self.key)
+        # The text model and item vectors load on the first search: /recommend never pays for them.
+        self.searches = SearchCache(self.settings)
         self.champion = ChampionFollower(self.settings)
         self.champion.start()
         if self.champion.current is None:
@@ -85,6 +101,13 @@ class Recommender:
         answers = self._answer(user_ids, k, exclude_seen, context)
         return answers if isinstance(answers, JSONResponse) else Recommendations(recommendations=answers)
 
+    @bentoml.api(input_spec=RecommendRequest)
+    def constant_list(self, user_id: str, k: int = 10, exclude_seen: bool | None = None,
+                      context: RequestContext | None = None) -> dict:
+        """The HTTP floor: the same request body as /recommend, answered with a constant list and
+        no work (what `longview bench serving` compares /recommend with)."""
+        return _CONSTANT
+
     @bentoml.api(input_spec=SimilarItemsRequest, output_spec=SimilarItems)
     def similar_items(self, item_id: str, k: int = 10) -> SimilarItems | JSONResponse:
         """The k items most like one item, by the served model's item representations (learned
@@ -103,6 +126,73 @@ class Recommender:
             return JSONResponse({"error": str(exc)}, status_code=409)
         return SimilarItems(item_id=item_id, items=[SimilarItem(item_id=i, score=round(v, 6)) for i, v in found],
                             by=basis, model_name=served.model_name, model_version=served.version)
+
+    @bentoml.api(input_spec=SearchRequest, output_spec=SearchResults)
+    def search(self, query: str, user_id: str | None = None, k: int = 10) -> SearchResults | JSONResponse:
+        """Items whose text matches free text ("light comedy about space"), embedded by the model
+        that embedded the catalogue; with a user_id, blended with the served model's scores for that
+        user (one it knows nothing of gets the text match alone: ``personalised`` says which)."""
+        try:
+            catalogue = self.searches.get()  # rebuilt when `longview features` rewrites the text table
+        except NoTexts:
+            return JSONResponse({"error": "the catalogue has no texts to search"}, status_code=409)
+        except FileNotFoundError:
+            return JSONResponse({"error": "not ready: no feature tables yet: run `longview features`"},
+                                status_code=503)
+        served, preference, degraded = self.champion.current, None, False
+        if user_id is not None and served is not None and hasattr(served.model, "user_scores"):
+            if self.features is None:
+                self._connect_features()
+            try:
+                if self.features is None:
+                    raise RuntimeError(self.features_problem)
+                features = self.features.read([pseudonym(self.key, user_id)])
+            except Exception as exc:  # the plain text match, flagged; never the user id in the log
+                log.error("online features unavailable, searching without the user's preferences: %s", exc)
+                self.degradations.labels(unreachable="online_store").inc()
+                degraded = True
+            else:
+                row = {name: values[0] for name, values in features.items()}
+                preference = user_preference(catalogue, served.model, row, time.time())
+            if preference is not None and self.champion.registry_problem is not None:
+                self.degradations.labels(unreachable="registry").inc()
+                degraded = True
+        try:
+            hits = catalogue.search(query, k, preference)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        personal = preference is not None
+        return SearchResults(items=[SearchHit(item_id=h.item_id, score=round(h.score, 6),
+                                              text_score=round(h.text_score, 6)) for h in hits],
+                             personalised=personal, model_name=served.model_name if personal else None,
+                             model_version=served.version if personal else None, degraded=degraded)
+
+    @bentoml.api(route="/admin/reload", input_spec=ReloadRequest, output_spec=ReloadReceipt)
+    def reload(self, force: bool = False) -> ReloadReceipt | JSONResponse:
+        """Ask the registry now rather than at the next poll (and with ``force``, load the champion
+        again). Always behind the API key: with none configured, refused."""
+        if self.settings.serving.api_key is None:
+            return JSONResponse({"error": "the admin endpoint needs an API key: set LONGVIEW_SERVING__API_KEY"},
+                                status_code=403)
+        previous = self.champion.current
+        self.champion.check(force)
+        current = self.champion.current
+        return ReloadReceipt(model_version=current.version if current else None,
+                             previous_version=previous.version if previous else None,
+                             problem=self.champion.problem or self.champion.registry_problem)
+
+    @bentoml.api(input_spec=FeedbackRequest, output_spec=FeedbackReceipt)
+    def feedback(self, events: list[FeedbackEvent]) -> FeedbackReceipt | JSONResponse:
+        """Impressions (with the propensity /recommend gave), clicks, views with dwell and ratings.
+        Acknowledged once on disk in the outbox (ids pseudonymised), which the next ingestion
+        validates; the users' online rows are recomputed now, so their next /recommend sees it."""
+        try:
+            receipt = self.feedback_sink.record(events, self.features.store if self.features else None)
+        except FutureEvent as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        if not receipt.reflected:
+            self.degradations.labels(unreachable="online_store").inc()
+        return receipt
 
     def _answer(self, user_ids: list[str], k: int, exclude_seen: bool | None,
                 context: RequestContext | None) -> list[Recommendation] | JSONResponse:
@@ -133,6 +223,7 @@ class Recommender:
         return answers
 
 
+_CONSTANT = {"items": [{"item_id": f"i{n}", "score": 1.0 - n / 10} for n in range(10)]}
 _serving = get_settings().serving
 # The first added is the outermost: the key is checked before a byte of the body is read.
 Recommender.add_asgi_middleware(ApiKey, key=_serving.api_key.get_secret_value() if _serving.api_key else None)

@@ -39,6 +39,7 @@ def prepare_events(raw: pd.DataFrame) -> pd.DataFrame:
     is_rating = event_type == "rating"
     frame["dwell_seconds"] = value.where(event_type == "view")
     frame["rating"] = value.where(is_rating)
+    frame["propensity"] = value.where(event_type == "impression")  # the policy's, logged with the impression
     # A rating event needs a value: a missing one is checked as an empty one, which the value check
     # fails (an expectation of its own would cost about a second per 100,000 rows).
     frame.loc[is_rating & frame["value"].isna(), "value"] = ""

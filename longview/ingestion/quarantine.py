@@ -11,12 +11,20 @@ import pandas as pd
 from longview.settings import Settings
 
 
-def quarantine_rows(settings: Settings, table: str, batch_id: str, raw: pd.DataFrame, reasons: pd.Series) -> Path:
+# Marks rows whose personal ids were pseudonyms when received (the feedback outbox's): a replay
+# must not hash them again.
+PSEUDONYMISED = "pseudonymised"
+
+
+def quarantine_rows(settings: Settings, table: str, batch_id: str, raw: pd.DataFrame, reasons: pd.Series,
+                    pseudonymised: bool = False) -> Path:
     settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
     path = settings.quarantine_dir / f"{table}-{batch_id}.parquet"
     rows = raw.astype(object).where(raw.notna(), None).copy()
     rows["reason"] = reasons.astype(str)
     rows["batch_id"] = batch_id
+    if pseudonymised:
+        rows[PSEUDONYMISED] = True
     rows.to_parquet(path, index=False)
     path.chmod(0o600)
     return path
@@ -31,8 +39,9 @@ def quarantine_file(settings: Settings, table: str, batch_id: str, content: byte
     return kept
 
 
-def quarantined_batch(settings: Settings, batch_id: str) -> tuple[str, Path, pd.DataFrame]:
-    """The table, file and rows (as received) of a quarantined batch."""
+def quarantined_batch(settings: Settings, batch_id: str) -> tuple[str, Path, pd.DataFrame, bool]:
+    """The table, file and rows (as received) of a quarantined batch, and whether its personal ids
+    were pseudonyms when received."""
     if not batch_id or "/" in batch_id or batch_id.startswith("."):
         raise ValueError(f"not a batch id: {batch_id!r}")
     matches = sorted(settings.quarantine_dir.glob(f"*-{batch_id}.parquet"))
@@ -40,7 +49,9 @@ def quarantined_batch(settings: Settings, batch_id: str) -> tuple[str, Path, pd.
         raise FileNotFoundError(f"no quarantined batch {batch_id} in {settings.quarantine_dir}")
     path = matches[0]
     rows = pd.read_parquet(path).drop(columns=["reason", "batch_id"])
-    return path.name.split("-", 1)[0], path, rows.astype(object).where(rows.notna(), None)
+    pseudonymised = PSEUDONYMISED in rows
+    rows = rows.drop(columns=[PSEUDONYMISED], errors="ignore")
+    return path.name.split("-", 1)[0], path, rows.astype(object).where(rows.notna(), None), pseudonymised
 
 
 def mark_replayed(settings: Settings, path: Path) -> None:

@@ -107,17 +107,18 @@ def ingest(settings: Settings, path: Path, table: str = "events", parameters: di
 
 
 def _reject(settings: Settings, table: str, batch_id: str, raw: pd.DataFrame, reasons: pd.Series,
-            why: str, report: str | None, data_docs: str | None) -> BatchRejected:
-    quarantine_rows(settings, table, batch_id, raw, reasons)
+            why: str, report: str | None, data_docs: str | None, pseudonymised: bool) -> BatchRejected:
+    quarantine_rows(settings, table, batch_id, raw, reasons, pseudonymised)
     result = IngestResult(len(raw), 0, len(raw), report, batch_id, table, data_docs, message=f"batch rejected: {why}")
     return BatchRejected(result.message, result)
 
 
 def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: str | None = None,
-                 parameters: dict | None = None) -> IngestResult:
+                 parameters: dict | None = None, pseudonymised: bool = False) -> IngestResult:
     """Validate a frame of text values (as read from a file) and route each row.
 
-    ``parameters`` override the suite parameters from the settings (e.g. a dataset's rating scale)."""
+    ``parameters`` override the suite parameters from the settings (e.g. a dataset's rating scale).
+    ``pseudonymised``: the personal ids are pseudonyms already (the service's feedback outbox)."""
     _check_table(table)
     settings.ensure_dirs()
     batch_id = batch_id or batch_id_of(pd.util.hash_pandas_object(raw.astype(str), index=False).to_numpy().tobytes())
@@ -138,19 +139,21 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
             "max_day_volume_ratio": settings.max_day_volume_ratio if big and len(history) else None,
         }
     secret = pseudonym_key(settings)
-    outcome = validate_frame(settings, table, frame, suite_parameters, batch_id, masks(secret, table))
+    outcome = validate_frame(settings, table, frame, suite_parameters, batch_id,
+                             {} if pseudonymised else masks(secret, table))
     report = str(outcome.report) if outcome.report else None
 
     if outcome.table_failures:
         why = "; ".join(outcome.table_failures)
         raise _reject(settings, table, batch_id, raw, pd.Series(f"batch rejected: {why}", index=raw.index),
-                      why, report, outcome.data_docs)
+                      why, report, outcome.data_docs, pseudonymised)
 
     reasons = pd.Series("", index=raw.index, dtype=object)
     for idx, why in outcome.row_reasons.items():
         reasons[idx] = "; ".join(why)
     # From here on, personal ids are pseudonyms (quarantine below still keeps rows as received).
-    frame = pseudonymise_table(frame, table, secret)
+    if not pseudonymised:
+        frame = pseudonymise_table(frame, table, secret)
     valid = reasons == ""  # duplicates are looked for among valid rows only
     if table == "events":
         # Duplicates: repeated within this batch, or already in the store (whose ids are pseudonyms too).
@@ -176,10 +179,10 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
     if failed_share > settings.max_failure_share:
         share = f"{failed_share:.0%} of rows failed validation (limit {settings.max_failure_share:.0%})"
         raise _reject(settings, table, batch_id, raw, reasons.where(bad, "batch rejected: " + share), share,
-                      report, outcome.data_docs)
+                      report, outcome.data_docs, pseudonymised)
 
     if bad.any():
-        quarantine_rows(settings, table, batch_id, raw[bad], reasons[bad])
+        quarantine_rows(settings, table, batch_id, raw[bad], reasons[bad], pseudonymised)
     good = ~bad
     if good.any():
         if table == "events":
@@ -207,8 +210,8 @@ def replay_quarantine(settings: Settings, batch_id: str, parameters: dict | None
 
     Rows that now pass are ingested; the rest go to a new quarantine file. The old file moves to
     quarantine/replayed/ so no row is counted twice."""
-    table, path, rows = quarantined_batch(settings, batch_id)
-    result = ingest_frame(settings, rows, table, parameters=parameters)
+    table, path, rows, pseudonymised = quarantined_batch(settings, batch_id)
+    result = ingest_frame(settings, rows, table, parameters=parameters, pseudonymised=pseudonymised)
     mark_replayed(settings, path)
     return result
 

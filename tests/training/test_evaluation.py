@@ -93,6 +93,19 @@ def test_ties_break_by_index_in_lists_and_ranks_alike(values, item):
     assert order.index(item) == rank_of(scores, 0, item)
 
 
+@given(st.lists(st.lists(st.sampled_from([float("-inf"), 0.0, 0.5, 1.0, 2.0, 3.5]), min_size=120, max_size=120),
+                min_size=1, max_size=4), st.integers(1, 20))
+@settings(max_examples=100, deadline=None)
+def test_top_k_without_a_full_sort_is_the_stable_order(rows, k):
+    """The partial selection returns exactly the first k of a stable descending sort, ties (heavy
+    here: few distinct scores, many -inf) broken by lower index."""
+    scores = torch.tensor(rows)
+    stable = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+    assert torch.equal(top_k(scores, k), stable)
+    spread = scores + torch.arange(120) * 1e-3  # few ties: the partial path proper
+    assert torch.equal(top_k(spread, k), torch.sort(spread, dim=1, descending=True, stable=True).indices[:, :k])
+
+
 def test_nan_scores_are_refused():
     with pytest.raises(ValueError, match="NaN"):
         evaluate(Fixed([[0, float("nan"), 1.0]]), holdout([[]], [[1]]), n_items=2, k=1)

@@ -99,6 +99,11 @@ class EngagementPolicy(Recommender):
         self.base.refit(data, settings)
         self._information = None
 
+    @property
+    def profile_width(self) -> int:
+        """The base model's: the policy's queries carry the profile the base model reads."""
+        return 0 if self.base is None else int(self.base.profile_width)
+
     def forecast_returns(self, queries: Queries):
         assert self.base is not None
         return self.base.forecast_returns(queries)
@@ -143,11 +148,15 @@ class EngagementPolicy(Recommender):
         relevance = self._relevance(queries, exclude)
         if torch.isnan(relevance).any():  # NaN would only drop out of the candidates: say so instead
             raise ValueError("the sequence model under the policy produced NaN scores")
-        full = self._rank(queries, relevance, max(int(self.weights["candidates"]), k), seeds)
+        # Only the first k slots are filled: the greedy choice of a slot depends on the slots
+        # before it alone, and the seeded draws are made for all slots up front, so they are the
+        # first k slots of the whole list.
+        full = self._rank(queries, relevance, max(int(self.weights["candidates"]), k), seeds, slots=k)
         short = max(k - full.items.shape[1], 0)  # a catalogue smaller than k
 
         def cut(values: np.ndarray, fill) -> np.ndarray:
-            return np.pad(values[:, :k], ((0, 0), (0, short)), constant_values=fill)
+            values = values[:, :k]
+            return np.pad(values, ((0, 0), (0, short)), constant_values=fill) if short else values
         return PolicyLists(cut(full.items, 0), cut(full.scores, -np.inf), cut(full.propensities, 0.0),
                            cut(full.explored, False))
 
@@ -188,7 +197,9 @@ class EngagementPolicy(Recommender):
             out[user] = forecast.within
         return out
 
-    def _rank(self, queries: Queries, relevance: torch.Tensor, n: int, seeds: Sequence[int] | None = None) -> PolicyLists:
+    def _rank(self, queries: Queries, relevance: torch.Tensor, n: int, seeds: Sequence[int] | None = None,
+              slots: int | None = None) -> PolicyLists:
+        """Each user's list of the top ``n`` candidates, its first ``slots`` (default: all) filled."""
         w = self.weights
         users = len(relevance)
         n = min(n, relevance.shape[1] - 1)
@@ -214,7 +225,7 @@ class EngagementPolicy(Recommender):
             streams = [np.random.default_rng(int(seed)) for seed in seeds]
             own_keys = np.stack([g.random((n, n)) for g in streams]) if users else np.zeros((0, n, n))
             own_coins = np.stack([g.random(n) for g in streams]) if users else np.zeros((0, n))
-        for slot in range(n):
+        for slot in range(n if slots is None else min(n, slots)):
             left = remaining.sum(1)
             active = left > 0
             if not active.any():

@@ -202,6 +202,20 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"items": [[i for i, _ in r] for r in ranked],
                              "scores": [[s for _, s in r] for r in ranked], "fallback": fallback})
 
+    def user_scores(self, history, now: float | None = None, last: float | None = None,
+                    profile: dict | None = None) -> np.ndarray:
+        """One user's score for every item the model knows (float32, aligned with ``item_ids``;
+        higher: more likely to engage), their own items included: for weighing the model's view
+        against something else (/search), in one pass over the catalogue with no sort. A policy's
+        scores carry only its list order, so under one its base model's relevance is returned."""
+        ((_, queries),) = self._groups([history], [now], [last], [profile])
+        scorer = getattr(self.model, "base", None) or self.model  # EngagementPolicy.base: the sequence model
+        scores = scorer.score(queries)
+        if scores.shape != (1, len(self.item_ids) + 1):
+            raise ValueError(f"the {self.model_name} model scored {tuple(scores.shape)} for one user and "
+                             f"{len(self.item_ids)} items")
+        return np.array(scores[0, 1:].float().numpy(), dtype=np.float32)
+
 
 def _times(values: list | None, n: int) -> np.ndarray:
     """Unix seconds per row, NaN where unknown (None, NaN or infinite)."""

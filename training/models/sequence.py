@@ -461,7 +461,8 @@ class SequenceModel(Recommender):
         net = self.net
         with torch.inference_mode():
             for member in self.nets:
-                member.eval()
+                if member.training:  # eval() walks every submodule: not on each request
+                    member.eval()
             if self._tables is None:  # once per loaded model, not per request
                 self._tables = [member.item_table() for member in self.nets]
             parts = []

@@ -1,0 +1,167 @@
+"""`longview bench serving`: the running BentoML service against its own HTTP floor.
+
+In its own data home, the benchmark prepares a real dataset (ml-1m-sasrec by default), builds its
+Feast features, trains a short run of the production model and promotes it, then starts the service
+on 127.0.0.1 and measures, with one client (persistent HTTP/1.1 connections, one per worker
+thread):
+- /recommend at concurrency 1 (median and p99) over requests from distinct known users,
+- the same service's /constant_list endpoint (a constant list, the same request body): the floor,
+- /recommend's throughput at concurrency 8 and 32,
+- errors, the share of fallback answers, and the service's peak resident memory.
+Its last line is one JSON object with the figures."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from longview.bench import BenchmarkError, bench_home
+from longview.settings import Settings, get_settings
+
+# A short training run (the figure is about serving, not accuracy) of the production architecture:
+# the sequence model with its value head and content, served under the engagement-aware policy.
+TRAINING = {"ml-1m-sasrec": {"sequence": {"epochs": 3, "ensemble": 1, "eval_every": 3}, "baselines": ["popularity"]},
+            "ml-100k": {"sequence": {"epochs": 10, "ensemble": 1, "eval_every": 5}, "baselines": ["popularity"]}}
+
+
+class Client:
+    """One persistent connection; ``post`` returns (status, body, seconds)."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes, float]:
+        start = time.perf_counter()
+        try:
+            self.connection.request("POST", path, body, {"Content-Type": "application/json"})
+            response = self.connection.getresponse()
+            data = response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException):
+            self.connection.close()  # reconnects on the next request
+            status, data = 0, b""
+        return status, data, time.perf_counter() - start
+
+
+def sequential(url: str, path: str, bodies: list[bytes]) -> tuple[np.ndarray, list[tuple[int, bytes]]]:
+    client = Client(url)
+    for body in bodies[:50]:  # warm up the connection and the code paths
+        client.post(path, body)
+    times, answers = np.empty(len(bodies)), []
+    for n, body in enumerate(bodies):
+        status, data, seconds = client.post(path, body)
+        times[n] = seconds
+        answers.append((status, data))
+    return times, answers
+
+
+def concurrent(url: str, path: str, bodies: list[bytes], workers: int) -> tuple[float, int]:
+    """Requests per second with ``workers`` connections sending ``bodies`` between them, and errors."""
+    cursor, lock, errors = iter(bodies), threading.Lock(), [0]
+
+    def work() -> None:
+        client = Client(url)
+        while True:
+            with lock:
+                body = next(cursor, None)
+            if body is None:
+                return
+            status, _, _ = client.post(path, body)
+            if status != 200:
+                with lock:
+                    errors[0] += 1
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(bodies) / (time.perf_counter() - start), errors[0]
+
+
+def service_memory_mb(pid: int) -> float:
+    """Peak resident memory of the service's processes (its process group), summed, in MB."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pid:  # the process group
+                continue
+            for line in (status.parent / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1024
+
+
+def prepare(settings: Settings, dataset: str, root: Path | None) -> tuple[Settings, list[str]]:
+    """The benchmark's data home, served-ready: features online, a trained @champion. Returns it and
+    the dataset's raw user ids (what callers send)."""
+    from longview import datasets
+    from longview.pipeline import build_features, prepare_dataset, promote, train
+
+    home = bench_home(settings, f"serving-{dataset}", root)
+    home = get_settings(home=home.home, data_dir=settings.data_dir, **TRAINING.get(dataset, {}))
+    steps = (("prepare", lambda: prepare_dataset(home, dataset)), ("features", lambda: build_features(home, False)),
+             ("train", lambda: train(home)), ("promote", lambda: promote(home, "bench")))
+    for name, step in steps:
+        start = time.perf_counter()
+        result = step()
+        print(f"  {name}: {time.perf_counter() - start:.0f} s", flush=True)
+        if name == "promote" and not getattr(result, "promoted", True):
+            raise BenchmarkError(f"the gate refused the benchmark's model: {getattr(result, 'reason', result)}")
+    folder = datasets.locate(dataset, None, settings.data_dir, settings.downloads_dir)
+    users = datasets.load(dataset, folder, settings.session_gap_minutes).events["user_id"].dropna().unique()
+    return home, sorted(str(u) for u in users)
+
+
+def serving(settings: Settings, root: Path | None = None, dataset: str = "ml-1m-sasrec", requests: int = 2000,
+            users: int = 1000) -> Iterator[str]:
+    from longview.service_process import running_service
+
+    home, known = prepare(settings, dataset, root)
+    if len(known) < users:
+        raise BenchmarkError(f"{dataset} has {len(known)} users; the benchmark asks for {users} distinct ones")
+    rng = np.random.default_rng(settings.seed)
+    chosen = rng.choice(known, users, replace=False)
+    order = np.concatenate([chosen, rng.choice(chosen, max(requests - users, 0))])
+    rng.shuffle(order)
+    bodies = [json.dumps({"user_id": u, "k": 10}).encode() for u in order]
+    with running_service(home, log_path=home.home / "bench-service.log") as url:
+        floor_times, floor_answers = sequential(url, "/constant_list", bodies)
+        times, answers = sequential(url, "/recommend", bodies)
+        yield (f"{dataset}: {len(bodies)} requests from {len(set(order))} distinct known users, "
+               f"concurrency 1, k=10")
+        throughput = {}
+        for workers in (8, 32):
+            throughput[workers] = concurrent(url, "/recommend", bodies * 2, workers)
+        memory = service_memory_mb(url.pid)
+    errors = sum(status != 200 for status, _ in answers + floor_answers) + sum(e for _, e in throughput.values())
+    fallbacks = sum(json.loads(data).get("fallback") is not None for status, data in answers if status == 200)
+    ok = max(sum(status == 200 for status, _ in answers), 1)
+    figures = {
+        "floor_median_ms": round(float(np.median(floor_times)) * 1e3, 3),
+        "recommend_median_ms": round(float(np.median(times)) * 1e3, 3),
+        "ratio": round(float(np.median(times) / np.median(floor_times)), 2),
+        "recommend_p99_ms": round(float(np.percentile(times, 99)) * 1e3, 3),
+        "rps_c8": round(throughput[8][0], 1), "rps_c32": round(throughput[32][0], 1),
+        "errors": int(errors), "fallback_share": round(fallbacks / ok, 4), "peak_memory_mb": round(memory, 1),
+    }
+    yield (f"floor (/constant_list): median {figures['floor_median_ms']} ms, "
+           f"p99 {np.percentile(floor_times, 99) * 1e3:.3f} ms")
+    yield (f"/recommend: median {figures['recommend_median_ms']} ms ({figures['ratio']}x the floor), "
+           f"p99 {figures['recommend_p99_ms']} ms")
+    yield f"/recommend throughput: {figures['rps_c8']} req/s at concurrency 8, {figures['rps_c32']} at 32"
+    yield (f"errors {figures['errors']}, fallback share {figures['fallback_share']}, "
+           f"service peak memory {figures['peak_memory_mb']} MB")
+    yield json.dumps(figures)
