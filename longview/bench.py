@@ -190,6 +190,14 @@ def serving(settings: Settings, root: Path | None = None, **options) -> Iterator
     return run(settings, root, **options)
 
 
+def quantization(settings: Settings, root: Path | None = None, **options) -> Iterator[str]:
+    """The int8 copy of the sequence model against float32: NDCG@10 and latency (training/quantization_benchmark.py)."""
+    from training.quantization_benchmark import quantization as run
+
+    return run(settings, root, **options)
+
+
 BENCHMARKS: dict[str, Callable[..., Iterator[str]]] = {"validation": validation, "features": features,
                                                        "contract": contract, "accuracy": accuracy,
-                                                       "long-term-value": long_term_value, "serving": serving}
+                                                       "long-term-value": long_term_value, "serving": serving,
+                                                       "quantization": quantization}

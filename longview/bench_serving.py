@@ -88,28 +88,49 @@ def concurrent(url: str, path: str, bodies: list[bytes], workers: int) -> tuple[
     return len(bodies) / (time.perf_counter() - start), errors[0]
 
 
-def service_memory_mb(pid: int) -> float:
-    """Peak resident memory of the service's processes (its process group), summed, in MB."""
-    total = 0
-    for status in Path("/proc").glob("[0-9]*/stat"):
+def service_tree(pid: int) -> list[int]:
+    """The service's processes: ``pid`` and its descendants (BentoML's workers run in sessions of
+    their own, so the process group is not enough)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = status.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pid:  # the process group
-                continue
-            for line in (status.parent / "status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-        except (OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
             continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def service_memory_mb(pid: int) -> float:
+    """Peak resident memory of the service's processes, summed, in MB."""
+    total = 0
+    for process in service_tree(pid):
+        try:
+            lines = Path(f"/proc/{process}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmHWM:"))
     return total / 1024
 
 
-def prepare(settings: Settings, dataset: str, root: Path | None) -> tuple[Settings, list[str]]:
+def prepare(settings: Settings, dataset: str, root: Path | None, reuse: bool = False) -> tuple[Settings, list[str]]:
     """The benchmark's data home, served-ready: features online, a trained @champion. Returns it and
-    the dataset's raw user ids (what callers send)."""
+    the dataset's raw user ids (what callers send). ``reuse``: the home an earlier run prepared, if
+    there is one (to measure a change to the service; a change to the model needs a new training)."""
     from longview import datasets
     from longview.pipeline import build_features, prepare_dataset, promote, train
 
+    folder = (root or settings.home / "bench") / f"serving-{dataset}"
+    ready = folder / "serving-ready.json"
+    if reuse and ready.exists():
+        home = get_settings(home=folder, data_dir=settings.data_dir, **TRAINING.get(dataset, {}))
+        print(f"  reusing {folder} (its @champion, features and code as registered then)", flush=True)
+        return home, json.loads(ready.read_text())["users"]
     home = bench_home(settings, f"serving-{dataset}", root)
     home = get_settings(home=home.home, data_dir=settings.data_dir, **TRAINING.get(dataset, {}))
     steps = (("prepare", lambda: prepare_dataset(home, dataset)), ("features", lambda: build_features(home, False)),
@@ -120,16 +141,18 @@ def prepare(settings: Settings, dataset: str, root: Path | None) -> tuple[Settin
         print(f"  {name}: {time.perf_counter() - start:.0f} s", flush=True)
         if name == "promote" and not getattr(result, "promoted", True):
             raise BenchmarkError(f"the gate refused the benchmark's model: {getattr(result, 'reason', result)}")
-    folder = datasets.locate(dataset, None, settings.data_dir, settings.downloads_dir)
-    users = datasets.load(dataset, folder, settings.session_gap_minutes).events["user_id"].dropna().unique()
-    return home, sorted(str(u) for u in users)
+    source = datasets.locate(dataset, None, settings.data_dir, settings.downloads_dir)
+    users = datasets.load(dataset, source, settings.session_gap_minutes).events["user_id"].dropna().unique()
+    users = sorted(str(u) for u in users)
+    ready.write_text(json.dumps({"users": users}))
+    return home, users
 
 
 def serving(settings: Settings, root: Path | None = None, dataset: str = "ml-1m-sasrec", requests: int = 2000,
-            users: int = 1000) -> Iterator[str]:
+            users: int = 1000, reuse: bool = False) -> Iterator[str]:
     from longview.service_process import running_service
 
-    home, known = prepare(settings, dataset, root)
+    home, known = prepare(settings, dataset, root, reuse)
     if len(known) < users:
         raise BenchmarkError(f"{dataset} has {len(known)} users; the benchmark asks for {users} distinct ones")
     rng = np.random.default_rng(settings.seed)

@@ -156,15 +156,18 @@ def _unexpected(exc: Exception) -> None:
 @app.command()
 def bench(
     name: Annotated[str, typer.Argument(help="validation, features, contract, accuracy, "
-                                                         "long-term-value or serving")],
+                                                         "long-term-value, serving or quantization")],
     root: Annotated[Path | None, typer.Option(help="where the benchmark's own data homes go (default: HOME/bench)")] = None,
     examples: Annotated[int, typer.Option(min=1, help="contract: how many random examples to try")] = 500,
-    dataset: Annotated[str | None, typer.Option(help="accuracy, long-term-value, serving: the dataset, as for "
-                                                     "`longview data prepare` (default ml-1m-sasrec, ml-100k, ml-1m-sasrec)")] = None,
+    dataset: Annotated[str | None, typer.Option(help="accuracy, long-term-value, serving, quantization: the "
+                                                     "dataset, as for `longview data prepare` (default ml-1m-sasrec; "
+                                                     "long-term-value: ml-100k)")] = None,
     source: Annotated[Path | None, typer.Option(help="accuracy, long-term-value: a folder holding the dataset")] = None,
     protocol: Annotated[str, typer.Option(help="accuracy: loo (leave-one-out) or temporal")] = "loo",
     dump_topk: Annotated[Path | None, typer.Option(help="accuracy: write each test user's top 10 here")] = None,
     models: Annotated[str | None, typer.Option(help="accuracy: comma-separated models (default: all)")] = None,
+    reuse: Annotated[bool, typer.Option(help="serving: reuse the data home an earlier run prepared (its model "
+                                              "and features; a change to the model needs a fresh run)")] = False,
 ) -> None:
     """Run a benchmark on the real data in LONGVIEW_DATA_DIR; prints one line per figure."""
     from longview.bench import BENCHMARKS, BenchmarkError
@@ -182,7 +185,9 @@ def bench(
     if name == "long-term-value":
         options = {"dataset": dataset or "ml-100k", "source": source}
     if name == "serving":
-        options = {"dataset": dataset or "ml-1m-sasrec"}
+        options = {"dataset": dataset or "ml-1m-sasrec", "reuse": reuse}
+    if name == "quantization":
+        options = {"dataset": dataset or "ml-1m-sasrec", "source": source}
     try:
         for line in BENCHMARKS[name](get_settings(), root, **options):
             typer.echo(line)

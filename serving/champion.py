@@ -127,6 +127,10 @@ class ChampionFollower:
         # (a version registered before models could be put under the policy serves its own ranking)
         if self.settings.serving.policy == "engagement" and hasattr(packaged, "under_policy"):
             packaged = packaged.under_policy(self.settings.engagement.weights(self.settings.seed))
+        if self.settings.serving.quantize:  # int8 linear layers (training/models/quantize.py)
+            from training.models.quantize import quantized
+
+            packaged = quantized(packaged)
         tags = client.get_run(version.run_id).data.tags if version.run_id else {}
         model_name = version.tags.get("model", packaged.model_name)
         try:

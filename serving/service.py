@@ -2,7 +2,11 @@
 online store.
 
 - It follows the registry (serving/champion.py): a moved alias is loaded in the background and
-  swapped in between requests, in the same process.
+  swapped in between requests, in the same process; ``/admin/reload`` (always behind the API key)
+  asks at once.
+- ``/feedback`` stores events durably in the outbox before answering and refreshes the users'
+  online rows (serving/feedback.py); ``/search`` matches free text against the catalogue's text
+  embeddings, blended with the user's scores (serving/search.py).
 - It is ready (``/readyz``) once a version and the online reader are loaded, and stays ready when
   degraded: with the online store unreachable, users get the model's cold-start list labelled as a
   fallback and ``"degraded": true``, never a 500. Until then, ``/recommend`` answers 503 with why.
@@ -87,7 +91,7 @@ class Recommender:
         return self.champion.current is not None and self.features is not None
 
     @bentoml.api(input_spec=RecommendRequest, output_spec=Recommendation)
-    def recommend(self, user_id: str, k: int = 10, exclude_seen: bool | None = None,
+    async def recommend(self, user_id: str, k: int = 10, exclude_seen: bool | None = None,
                   context: RequestContext | None = None) -> Recommendation | JSONResponse:
         """Top-k items for a user: each with its score, why it is there and the propensity to log
         with the impression; the version, policy and data that ranked them."""
@@ -102,7 +106,7 @@ class Recommender:
         return answers if isinstance(answers, JSONResponse) else Recommendations(recommendations=answers)
 
     @bentoml.api(input_spec=RecommendRequest)
-    def constant_list(self, user_id: str, k: int = 10, exclude_seen: bool | None = None,
+    async def constant_list(self, user_id: str, k: int = 10, exclude_seen: bool | None = None,
                       context: RequestContext | None = None) -> dict:
         """The HTTP floor: the same request body as /recommend, answered with a constant list and
         no work (what `longview bench serving` compares /recommend with)."""

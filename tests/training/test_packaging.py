@@ -251,3 +251,27 @@ def test_similar_items_by_the_models_item_representations(timed_model, quick):
                                  popularity.tensors())
     with pytest.raises(ValueError, match="no item representations"):
         plain.similar("i5", 3)
+
+
+def test_a_served_users_encoder_state_is_reused_exactly_and_bounded(timed_model, monkeypatch):
+    """A single user's encoder state is cached by history: a repeat request (another request time,
+    so another context) ranks exactly as a cold one; a longer history is a new entry; the cache is
+    bounded and dropped with the item tables."""
+    from training.models import sequence
+
+    model = timed_model.model
+    monkeypatch.setattr(sequence, "STATE_CACHE", 2)
+    model._states = None
+    cold = timed_model.rank([["i3", "i4"]], [2_000_000.0], 6, [1_000_000.0])
+    warm = timed_model.rank([["i3", "i4"]], [2_500_000.0], 6, [1_000_000.0])
+    model._states = None
+    assert timed_model.rank([["i3", "i4"]], [2_500_000.0], 6, [1_000_000.0]) == warm
+    assert timed_model.rank([["i3", "i4"]], [2_000_000.0], 6, [1_000_000.0]) == cold
+    timed_model.rank([["i3", "i4", "i5"]], [2_000_000.0], 6, [1_000_000.0])
+    timed_model.rank([["i9"]], [2_000_000.0], 6, [1_000_000.0])
+    assert len(model._states[1]) == 2, "bounded: the least recently used history is dropped"
+    timed_model.rank([["i3", "i4"], ["i9"]], [2e6, 2e6], 6, [1e6, 1e6])
+    assert len(model._states[1]) == 2, "a batch is not cached"
+    model._tables = None  # what a refit, a new item or a training epoch does
+    timed_model.rank([["i9"]], [2_000_000.0], 6, [1_000_000.0])
+    assert len(model._states[1]) == 1, "the cache follows the item tables"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections import OrderedDict
 import math
 import time
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # the model loads without the platform: only training needs s
     from longview.settings import SequenceSettings, Settings
 
 SCORE_BATCH = 256
+STATE_CACHE = 50_000  # users whose encoder state a serving process keeps (64 floats per network each)
 LOSS_CHUNK = 2048  # positions per slice of the full softmax (measured fastest on ml-1m-sasrec's 3,416 items)
 LOSS_PAD = 256  # positions are padded to a multiple of this (LOSS_CHUNK is one)
 # Candidate weights of the time signals, log1p(engagements in the recent window before the request)
@@ -180,6 +182,7 @@ class SequenceModel(Recommender):
         self.blend = blend or {"recent": 0.0, "popularity": 0.0, "days": 7.0}
         self._tables: list[torch.Tensor] | None = None
         self._unit_tables: list[torch.Tensor] | None = None  # for item_similarity
+        self._states: tuple[list[torch.Tensor], OrderedDict] | None = None  # _history_states's cache
         # The long-term value head's layout (bin edges in days, H, side inputs), None: no head.
         self.value = value
 
@@ -468,16 +471,44 @@ class SequenceModel(Recommender):
             parts = []
             for start in range(0, len(queries), SCORE_BATCH):
                 part = queries.slice(start, start + SCORE_BATCH)
-                width = max(1, min(net.max_len, max((len(h) for h in part.histories), default=1)))
                 context = part.context(self.profile_width) if net.context_projection is not None else None
-                sequences, context = padded(part.histories, width), None if context is None else torch.from_numpy(context)
-                scores = sum(torch.log_softmax(member.logits(member.last_hidden(sequences, table, context), table), dim=1)
-                             for member, table in zip(self.nets, self._tables, strict=True)) / len(self.nets)
+                context = None if context is None else torch.from_numpy(context)
+                states = self._history_states(part.histories)
+                scores = sum(torch.log_softmax(member.logits(member.with_context(state, context), table), dim=1)
+                             for member, table, state in zip(self.nets, self._tables, states, strict=True)) / len(self.nets)
                 signals = self.time_signals(part)
                 if signals is not None:
                     scores = scores + signals
                 parts.append(cold_start(scores, part.histories, self.popularity))
         return torch.cat(parts) if parts else torch.zeros(0, net.n_items + 1)
+
+    def _history_states(self, histories: list[np.ndarray]) -> list[torch.Tensor]:
+        """Per network, the encoder's state after each history (users x dim, before the request's
+        context is added). A single user's (a served request) is kept in a bounded LRU cache keyed
+        by the history, valid while the item tables are: a returning user with no new events skips
+        the transformer, and a new event (feedback, ingestion) is a new key. Batches are encoded
+        together and not cached (a batch pads and multiplies differently in the last bits)."""
+        net = self.nets[0]
+        width = max(1, min(net.max_len, max((len(h) for h in histories), default=1)))
+        if len(histories) != 1:
+            sequences = padded(histories, width)
+            return [member.encode(sequences, table)[:, -1] for member, table in zip(self.nets, self._tables, strict=True)]
+        if self._states is None or self._states[0] is not self._tables:
+            self._states = (self._tables, OrderedDict())
+        cache = self._states[1]
+        key = np.asarray(histories[0][-net.max_len:], dtype=np.int64).tobytes()
+        states = cache.get(key)
+        if states is None:
+            sequences = padded(histories, width)
+            states = [member.encode(sequences, table)[:, -1] for member, table in zip(self.nets, self._tables, strict=True)]
+            cache[key] = states
+        try:  # a search thread may share the cache with the request loop: a lost race only costs a recompute
+            cache.move_to_end(key)
+            while len(cache) > STATE_CACHE:
+                cache.popitem(last=False)
+        except KeyError:
+            pass
+        return states
 
     def forecast_returns(self, queries: Queries) -> ReturnForecast | None:
         """Each network's survival curve after the queries' histories, averaged (the ensemble's)."""
