@@ -7,7 +7,9 @@ thread):
 - /recommend at concurrency 1 (median and p99) over requests from distinct known users,
 - the same service's /constant_list endpoint (a constant list, the same request body): the floor,
 - /recommend's throughput at concurrency 8 and 32,
-- errors, the share of fallback answers, and the service's peak resident memory.
+- errors, the share of fallback answers, and the service's peak resident memory;
+- then serving/locustfile.py for ``load_seconds`` at 16 concurrent users (mixed endpoints), with
+  the service's memory sampled every 10 s (does it level off?).
 Its last line is one JSON object with the figures."""
 
 from __future__ import annotations
@@ -106,16 +108,60 @@ def service_tree(pid: int) -> list[int]:
     return tree
 
 
-def service_memory_mb(pid: int) -> float:
-    """Peak resident memory of the service's processes, summed, in MB."""
+def _summed_mb(pid: int, field: str) -> float:
+    """A /proc status field (VmHWM: peak resident, VmRSS: resident now) over the service's processes, in MB."""
     total = 0
     for process in service_tree(pid):
         try:
             lines = Path(f"/proc/{process}/status").read_text().splitlines()
         except OSError:
             continue
-        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmHWM:"))
+        total += sum(int(line.split()[1]) for line in lines if line.startswith(f"{field}:"))
     return total / 1024
+
+
+def service_memory_mb(pid: int) -> float:
+    """Peak resident memory of the service's processes, summed, in MB."""
+    return _summed_mb(pid, "VmHWM")
+
+
+def resident_mb(pid: int) -> float:
+    """Resident memory of the service's processes now, summed, in MB."""
+    return _summed_mb(pid, "VmRSS")
+
+
+def load_test(url: str, pid: int, users: list[str], seconds: int, folder: Path) -> dict:
+    """serving/locustfile.py for ``seconds`` at 16 users against the service, its memory sampled
+    every 10 s: requests, failures and the samples (MB)."""
+    import subprocess
+    import sys
+
+    ids = folder / "load-user-ids.txt"
+    ids.write_text("\n".join(users))
+    samples, stop = [round(resident_mb(pid))], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(10):
+            samples.append(round(resident_mb(pid)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    locustfile = Path(__file__).resolve().parent.parent / "serving" / "locustfile.py"
+    report = folder / "load-test.json"
+    try:
+        run = subprocess.run([str(Path(sys.executable).with_name("locust")), "-f", str(locustfile), "--headless",
+                              "-u", "16", "-r", "16", "-t", f"{seconds}s", "--host", url, "--user-ids", f"@{ids}",
+                              "--only-summary", "--stop-timeout", "30", "--json-file", str(report.with_suffix(""))],
+                             capture_output=True, text=True, timeout=seconds + 120)
+    finally:
+        stop.set()
+        sampler.join()
+    stats = json.loads(report.read_text()) if report.exists() else []
+    requests = sum(s["num_requests"] for s in stats)
+    failures = sum(s["num_failures"] for s in stats)
+    if run.returncode not in (0, 1) or not stats:
+        raise BenchmarkError(f"the load test did not run: {run.stderr.strip().splitlines()[-1:]}")
+    return {"requests": requests, "failures": failures, "rss_mb": samples + [round(resident_mb(pid))]}
 
 
 def prepare(settings: Settings, dataset: str, root: Path | None, reuse: bool = False) -> tuple[Settings, list[str]]:
@@ -149,7 +195,7 @@ def prepare(settings: Settings, dataset: str, root: Path | None, reuse: bool = F
 
 
 def serving(settings: Settings, root: Path | None = None, dataset: str = "ml-1m-sasrec", requests: int = 2000,
-            users: int = 1000, reuse: bool = False) -> Iterator[str]:
+            users: int = 1000, reuse: bool = False, load_seconds: int = 60) -> Iterator[str]:
     from longview.service_process import running_service
 
     home, known = prepare(settings, dataset, root, reuse)
@@ -168,6 +214,7 @@ def serving(settings: Settings, root: Path | None = None, dataset: str = "ml-1m-
         throughput = {}
         for workers in (8, 32):
             throughput[workers] = concurrent(url, "/recommend", bodies * 2, workers)
+        load = load_test(url, url.pid, known, load_seconds, home.home) if load_seconds else None
         memory = service_memory_mb(url.pid)
     errors = sum(status != 200 for status, _ in answers + floor_answers) + sum(e for _, e in throughput.values())
     fallbacks = sum(json.loads(data).get("fallback") is not None for status, data in answers if status == 200)
@@ -187,4 +234,9 @@ def serving(settings: Settings, root: Path | None = None, dataset: str = "ml-1m-
     yield f"/recommend throughput: {figures['rps_c8']} req/s at concurrency 8, {figures['rps_c32']} at 32"
     yield (f"errors {figures['errors']}, fallback share {figures['fallback_share']}, "
            f"service peak memory {figures['peak_memory_mb']} MB")
+    if load is not None:
+        yield (f"load test (serving/locustfile.py, 16 users, {load_seconds} s): {load['requests']} requests, "
+               f"{load['failures']} failed; service memory every 10 s (MB): {load['rss_mb']}")
+        figures |= {"load_requests": load["requests"], "load_failures": load["failures"],
+                    "load_rss_mb": load["rss_mb"]}
     yield json.dumps(figures)
