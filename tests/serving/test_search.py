@@ -15,9 +15,9 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 from pydantic import ValidationError
 
 from longview.features import MANIFEST, TEXT_SCHEMA, TEXT_VIEW, item_text_table
-from longview.service_process import running_service
 from serving.schemas import MAX_K, MAX_QUERY_CHARS, SearchRequest
 from serving.search import BLEND_WEIGHT, CatalogueSearch, NoTexts, SearchCache, clean_query, user_preference
+from tests.serving.conftest import service_log
 from training.tracking import CHAMPION, alias_version, load_version, mlflow_client
 
 TEXTS = {
@@ -219,12 +219,6 @@ def test_user_scores_are_the_scores_the_model_ranks_by(trained):
 
 # -- over HTTP, against the running service --------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def service(trained):
-    with running_service(trained, log_path=trained.home / "test-search.log") as url:
-        yield url
-
-
 def search(url: str, body) -> httpx.Response:
     return httpx.post(f"{url}/search", json=body, timeout=60)
 
@@ -305,7 +299,7 @@ def test_queries_and_user_ids_stay_out_of_the_service_log(service, trained):
     assert search(service, {"query": f"comedy {secret}", "user_id": raw_user, "k": 3}).status_code == 200
     assert search(service, {"query": f"comedy {secret}", "user_id": raw_user, "k": "3"}).status_code == 400
     assert search(service, {"query": secret, "user_id": raw_user + "!", "k": 3}).status_code == 400
-    log = (trained.home / "test-search.log").read_text()
+    log = service_log(trained.home, __name__).read_text()
     assert raw_user not in log and secret not in log
 
 

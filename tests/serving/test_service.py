@@ -21,14 +21,9 @@ from longview.privacy import pseudonym, pseudonym_key
 from longview.service_process import running_service
 from longview.settings import REGISTERED_MODEL
 from serving.schemas import MAX_BATCH, MAX_K
+from tests.serving.conftest import service_log
 from tests.conftest import settings_of
 from training.tracking import CHAMPION, alias_version, mlflow_client
-
-
-@pytest.fixture(scope="module")
-def service(trained):
-    with running_service(trained, log_path=trained.home / "test-service.log") as url:
-        yield url
 
 
 def recommend(url: str, body) -> httpx.Response:
@@ -151,7 +146,7 @@ def test_rejected_requests_keep_raw_user_ids_out_of_the_service_log(service, tra
     bad_json = b'{"user_id": "' + raw.encode() + b'", "k": 3'
     assert httpx.post(f"{service}/recommend", content=bad_json, headers={"content-type": "application/json"}).status_code == 400
     assert recommend(service, {"user_id": raw, "k": 3}).status_code == 200
-    log = (trained.home / "test-service.log").read_text()
+    log = service_log(trained.home, __name__).read_text()
     assert "validation error" in log, "the rejections were logged"
     assert raw not in log
 
