@@ -9,7 +9,8 @@ thread):
 - /recommend's throughput at concurrency 8 and 32,
 - errors, the share of fallback answers, and the service's peak resident memory;
 - then serving/locustfile.py for ``load_seconds`` at 16 concurrent users (mixed endpoints), with
-  the service's memory sampled every 10 s (does it level off?).
+  the service's memory sampled every 10 s (does it level off?);
+- and, for scale, the scoring path over ``scale_items`` (1,000,000) items in-process.
 Its last line is one JSON object with the figures."""
 
 from __future__ import annotations
@@ -164,6 +165,34 @@ def load_test(url: str, pid: int, users: list[str], seconds: int, folder: Path) 
     return {"requests": requests, "failures": failures, "rss_mb": samples + [round(resident_mb(pid))]}
 
 
+def catalogue_scale(items: int, calls: int = 200, seed: int = 7) -> dict:
+    """The scoring path at catalogue scale, in-process: a network of the production shape (64
+    dimensions, two blocks, 200 positions; random weights: the figure is about speed) over
+    ``items`` items, its item table built once as at model load, and per call one user's 50-item
+    history encoded, scored against every item and cut to the top 10 with the ranking's top_k."""
+    import torch
+
+    from training.models.ranking import top_k
+    from training.models.sasrec_net import SASRecNet
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)  # as the service
+    net = SASRecNet(items, 200, 64, 2, 1, 0.0).eval()
+    rng = np.random.default_rng(seed)
+    with torch.inference_mode():
+        table = net.item_table()
+        times = np.empty(calls)
+        for n in range(-10, calls):
+            history = torch.from_numpy(rng.integers(1, items + 1, (1, 50)))
+            start = time.perf_counter()
+            best = top_k(net.logits(net.last_hidden(history, table), table), 10)
+            if n >= 0:
+                times[n] = time.perf_counter() - start
+    assert best.shape == (1, 10)
+    return {"items": items, "median_ms": round(float(np.median(times)) * 1e3, 2),
+            "p99_ms": round(float(np.percentile(times, 99)) * 1e3, 2)}
+
+
 def prepare(settings: Settings, dataset: str, root: Path | None, reuse: bool = False) -> tuple[Settings, list[str]]:
     """The benchmark's data home, served-ready: features online, a trained @champion. Returns it and
     the dataset's raw user ids (what callers send). ``reuse``: the home an earlier run prepared, if
@@ -195,7 +224,8 @@ def prepare(settings: Settings, dataset: str, root: Path | None, reuse: bool = F
 
 
 def serving(settings: Settings, root: Path | None = None, dataset: str = "ml-1m-sasrec", requests: int = 2000,
-            users: int = 1000, reuse: bool = False, load_seconds: int = 60) -> Iterator[str]:
+            users: int = 1000, reuse: bool = False, load_seconds: int = 60,
+            scale_items: int = 1_000_000) -> Iterator[str]:
     from longview.service_process import running_service
 
     home, known = prepare(settings, dataset, root, reuse)
@@ -238,4 +268,10 @@ def serving(settings: Settings, root: Path | None = None, dataset: str = "ml-1m-
                f"{load['failures']} failed; service memory every 10 s (MB): {load['rss_mb']}")
         figures |= {"load_requests": load["requests"], "load_failures": load["failures"],
                     "load_rss_mb": load["rss_mb"]}
+    if scale_items:
+        scale = catalogue_scale(scale_items)
+        yield (f"scoring path over {scale['items']:,} items (in-process, one thread): median {scale['median_ms']} ms, "
+               f"p99 {scale['p99_ms']} ms")
+        figures |= {"scale_items": scale["items"], "scale_median_ms": scale["median_ms"],
+                    "scale_p99_ms": scale["p99_ms"]}
     yield json.dumps(figures)

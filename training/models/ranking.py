@@ -29,11 +29,15 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     k = min(k, n)
     if k * 8 >= n:  # a small catalogue: the stable sort is as cheap
         return _stable_order(scores)[:, :k]
-    cut = torch.topk(scores, k, dim=1, sorted=False).values.min(dim=1, keepdim=True).values
+    top = torch.topk(scores, k, dim=1, sorted=False)
+    cut = top.values.min(dim=1, keepdim=True).values
     width = int((scores >= cut).sum(dim=1).max())
-    if width * 8 >= n:  # ties at the cut span much of the catalogue (e.g. many -inf)
+    if width == k:  # no tie straddles the cut: topk's k are exactly the items at or above it
+        candidates = top.indices
+    elif width * 8 >= n:  # ties at the cut span much of the catalogue (e.g. many -inf)
         return _stable_order(scores)[:, :k]
-    candidates = torch.topk(scores, width, dim=1, sorted=False).indices
+    else:
+        candidates = torch.topk(scores, width, dim=1, sorted=False).indices
     # Every item scoring at or above a row's cut is among its candidates; order them stably.
     candidates = torch.sort(candidates, dim=1).values
     order = _stable_order(scores.gather(1, candidates))

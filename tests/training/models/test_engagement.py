@@ -210,3 +210,21 @@ def test_lists_hold_distinct_unseen_items_with_valid_propensities(fitted, histor
         assert len(shown) == min(k, 30 - len(set(history)))
         assert np.all((lists.propensities[row, :len(shown)] > 0) & (lists.propensities[row, :len(shown)] <= 1))
         assert np.all(np.isfinite(lists.scores[row, :len(shown)]))
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(user=st.integers(0, 29), seed=st.integers(0, 2**32), exploration=st.sampled_from([0.0, 0.02, 0.3, 0.5]),
+       diversity=st.sampled_from([0.0, 0.3, 2.0]), value=st.sampled_from([0.0, 3.0]), k=st.integers(1, 35))
+def test_a_single_users_list_is_the_vectorised_one_bit_for_bit(fitted, user, seed, exploration, diversity, value, k):
+    """The served path (one seeded user, _greedy_one in Python floats) gives the batch loop's
+    items, explored flags, scores and propensities exactly, whatever the weights, seed and k."""
+    chosen = policy(fitted, exploration=exploration, diversity_weight=diversity, novelty_weight=0.05,
+                    value_weight=value)
+    alone = queries(30).slice(user, user + 1)
+    relevance = chosen._relevance(alone, True)
+    n = max(int(chosen.weights["candidates"]), k)
+    fast = chosen._rank(alone, relevance, n, [seed], slots=k)
+    slow = chosen._rank(alone, relevance, n, [seed], slots=k, one_by_one=False)
+    for a, b in zip((fast.items, fast.explored, fast.scores, fast.propensities),
+                    (slow.items, slow.explored, slow.scores, slow.propensities), strict=True):
+        assert np.array_equal(a, b)
