@@ -27,19 +27,19 @@ from longview.privacy import pseudonym, pseudonym_key
 from longview.settings import get_settings
 from serving.champion import ChampionFollower
 from serving.feedback import FeedbackSink, FutureEvent
+from serving.guards import ApiKey, BodyLimit
 from serving.ranking import FALLBACK_LABELS, STORE_DOWN, exploration_seed, recommend
 from serving.search import NoTexts, SearchCache, user_preference
-from serving.guards import ApiKey, BodyLimit
 from serving.schemas import (
     FeedbackEvent,
-    ReloadReceipt,
-    ReloadRequest,
     FeedbackReceipt,
     FeedbackRequest,
     Recommendation,
     Recommendations,
     RecommendBatchRequest,
     RecommendRequest,
+    ReloadReceipt,
+    ReloadRequest,
     RequestContext,
     SearchHit,
     SearchRequest,
@@ -92,7 +92,7 @@ class Recommender:
 
     @bentoml.api(input_spec=RecommendRequest, output_spec=Recommendation)
     async def recommend(self, user_id: str, k: int = 10, exclude_seen: bool | None = None,
-                  context: RequestContext | None = None) -> Recommendation | JSONResponse:
+                        context: RequestContext | None = None) -> Recommendation | JSONResponse:
         """Top-k items for a user: each with its score, why it is there and the propensity to log
         with the impression; the version, policy and data that ranked them."""
         answers = self._answer([user_id], k, exclude_seen, context)
@@ -107,7 +107,7 @@ class Recommender:
 
     @bentoml.api(input_spec=RecommendRequest)
     async def constant_list(self, user_id: str, k: int = 10, exclude_seen: bool | None = None,
-                      context: RequestContext | None = None) -> dict:
+                            context: RequestContext | None = None) -> dict:
         """The HTTP floor: the same request body as /recommend, answered with a constant list and
         no work (what `longview bench serving` compares /recommend with)."""
         return _CONSTANT
