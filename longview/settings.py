@@ -173,6 +173,10 @@ class ServingSettings(BaseModel):
     # Serve an int8 dynamically quantised copy of the model's linear layers (training/models/quantize.py;
     # its latency and NDCG cost: `longview bench quantization`).
     quantize: bool = False
+    # /search: the share of a blended score that is the user's preference (the rest is the query's
+    # cosine). This text model's cosines for matching and unrelated texts lie about 0.3 apart, so at
+    # 0.2 a user's taste reorders items that match about equally well without lifting non-matches.
+    search_blend: float = Field(default=0.2, ge=0, le=1)
     # With a key, every POST must carry it in X-API-Key (401 otherwise); health, readiness and
     # metrics stay open. Set it from a secret store: LONGVIEW_SERVING__API_KEY.
     api_key: SecretStr | None = Field(default=None, min_length=16)

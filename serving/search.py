@@ -22,10 +22,7 @@ from longview.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The share of a blended score that is the user's preference (the rest is the query's cosine).
-# The cosines of this model's matching and unrelated texts lie about 0.3 apart, so at 0.2 the user's
-# taste reorders items that match the query about equally well without lifting ones that do not
-# match it. A module constant for now: it belongs in ServingSettings (serving.search_blend).
+# The default share of a blended score that is the user's preference (LONGVIEW_SERVING__SEARCH_BLEND).
 BLEND_WEIGHT = 0.2
 QUERY_CACHE = 1024  # the vectors of the most recent distinct queries: a repeated query is not embedded again
 
@@ -82,7 +79,8 @@ class CatalogueSearch:
         self._aligned: tuple[Sequence[str], int, np.ndarray] | None = None
 
     @classmethod
-    def from_features(cls, features_dir: Path, encode: Encoder = _encode) -> "CatalogueSearch":
+    def from_features(cls, features_dir: Path, encode: Encoder = _encode,
+                      blend: float = BLEND_WEIGHT) -> "CatalogueSearch":
         """From the ``item_text`` table ``longview features`` wrote. NoTexts: the catalogue had none;
         FileNotFoundError: the feature tables are not built."""
         import pyarrow.compute as pc
@@ -106,7 +104,7 @@ class CatalogueSearch:
         # An item listed twice (not expected: the catalogue is keyed by id): its last row wins.
         last = {item: r for r, item in enumerate(ids)}
         rows = sorted(last.values())
-        return cls([ids[r] for r in rows], vectors[rows], encode)
+        return cls([ids[r] for r in rows], vectors[rows], encode, blend)
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -225,6 +223,7 @@ class SearchCache:
 
     def __init__(self, settings: Settings, encode: Encoder = _encode) -> None:
         self.features_dir, self.encode = settings.features_dir, encode
+        self.blend = settings.serving.search_blend
         self._lock = threading.Lock()
         self._built: tuple[tuple, CatalogueSearch] | None = None
 
@@ -240,7 +239,7 @@ class SearchCache:
             if built is not None and built[0] == version:
                 return built[1]
             try:
-                search = CatalogueSearch.from_features(self.features_dir, self.encode)
+                search = CatalogueSearch.from_features(self.features_dir, self.encode, self.blend)
             except (NoTexts, FileNotFoundError):
                 self._built = None
                 raise
