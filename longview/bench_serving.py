@@ -54,16 +54,23 @@ class Client:
         return status, data, time.perf_counter() - start
 
 
-def sequential(url: str, path: str, bodies: list[bytes]) -> tuple[np.ndarray, list[tuple[int, bytes]]]:
+def sequential(url: str, paths: list[str], bodies: list[bytes]) -> dict[str, tuple[np.ndarray, list[tuple[int, bytes]]]]:
+    """Each body sent to each of ``paths`` in turn, one request at a time on one connection, the
+    order of the paths reversed every other body: the endpoints share the machine's moments (a
+    slower minute on a shared host slows both alike), so their ratio is fair. Per path, the seconds
+    and the (status, body) of each answer."""
     client = Client(url)
     for body in bodies[:50]:  # warm up the connection and the code paths
-        client.post(path, body)
-    times, answers = np.empty(len(bodies)), []
+        for path in paths:
+            client.post(path, body)
+    times = {path: np.empty(len(bodies)) for path in paths}
+    answers: dict[str, list[tuple[int, bytes]]] = {path: [] for path in paths}
     for n, body in enumerate(bodies):
-        status, data, seconds = client.post(path, body)
-        times[n] = seconds
-        answers.append((status, data))
-    return times, answers
+        for path in (paths if n % 2 == 0 else paths[::-1]):
+            status, data, seconds = client.post(path, body)
+            times[path][n] = seconds
+            answers[path].append((status, data))
+    return {path: (times[path], answers[path]) for path in paths}
 
 
 def concurrent(url: str, path: str, bodies: list[bytes], workers: int) -> tuple[float, int]:
@@ -168,10 +175,15 @@ def load_test(url: str, pid: int, users: list[str], seconds: int, folder: Path) 
 def catalogue_scale(items: int, calls: int = 200, seed: int = 7) -> dict:
     """The scoring path at catalogue scale, in-process: a network of the production shape (64
     dimensions, two blocks, 200 positions; random weights: the figure is about speed) over
-    ``items`` items, its item table built once as at model load, and per call one user's 50-item
-    history encoded, scored against every item and cut to the top 10 with the ranking's top_k."""
+    ``items`` items, its item table built once as at model load (and, from
+    quantize.INT8_TABLE_FROM items, the int8 copy SequenceModel scores against), and per call one
+    user's 50-item history encoded, scored against every item and cut to the top 10 with the
+    ranking's top_k. The float table's path is timed too, on the same histories, and ``overlap``
+    is the share of its top 10 the served path keeps (random weights crowd near-ties: a floor for
+    what a trained table keeps; `longview bench quantization` measures the NDCG cost)."""
     import torch
 
+    from training.models.quantize import scoring_table
     from training.models.ranking import top_k
     from training.models.sasrec_net import SASRecNet
 
@@ -179,18 +191,24 @@ def catalogue_scale(items: int, calls: int = 200, seed: int = 7) -> dict:
     torch.set_num_threads(1)  # as the service
     net = SASRecNet(items, 200, 64, 2, 1, 0.0).eval()
     rng = np.random.default_rng(seed)
+    histories = [torch.from_numpy(rng.integers(1, items + 1, (1, 50))) for _ in range(calls + 10)]
     with torch.inference_mode():
         table = net.item_table()
-        times = np.empty(calls)
-        for n in range(-10, calls):
-            history = torch.from_numpy(rng.integers(1, items + 1, (1, 50)))
-            start = time.perf_counter()
-            best = top_k(net.logits(net.last_hidden(history, table), table), 10)
-            if n >= 0:
-                times[n] = time.perf_counter() - start
-    assert best.shape == (1, 10)
-    return {"items": items, "median_ms": round(float(np.median(times)) * 1e3, 2),
-            "p99_ms": round(float(np.percentile(times, 99)) * 1e3, 2)}
+        served = scoring_table(table)
+        times = {"served": np.empty(calls), "float": np.empty(calls)}
+        kept = []
+        for n, history in enumerate(histories):
+            best = {}
+            for name, scorer in (("served", served), ("float", table)):
+                start = time.perf_counter()
+                best[name] = top_k(net.logits(net.last_hidden(history, table), scorer), 10)
+                if n >= 10:
+                    times[name][n - 10] = time.perf_counter() - start
+            kept.append(len(set(best["served"][0].tolist()) & set(best["float"][0].tolist())) / 10)
+    ms = {name: (float(np.median(t)) * 1e3, float(np.percentile(t, 99)) * 1e3) for name, t in times.items()}
+    return {"items": items, "int8": served is not table, "median_ms": round(ms["served"][0], 2),
+            "p99_ms": round(ms["served"][1], 2), "float_median_ms": round(ms["float"][0], 2),
+            "overlap": round(float(np.mean(kept)), 3)}
 
 
 def prepare(settings: Settings, dataset: str, root: Path | None, reuse: bool = False) -> tuple[Settings, list[str]]:
@@ -236,8 +254,8 @@ def serving(settings: Settings, root: Path | None = None, dataset: str = "ml-1m-
     rng.shuffle(order)
     bodies = [json.dumps({"user_id": u, "k": 10}).encode() for u in order]
     with running_service(home, log_path=home.home / "bench-service.log") as url:
-        floor_times, floor_answers = sequential(url, "/constant_list", bodies)
-        times, answers = sequential(url, "/recommend", bodies)
+        timed = sequential(url, ["/constant_list", "/recommend"], bodies)
+        (floor_times, floor_answers), (times, answers) = timed["/constant_list"], timed["/recommend"]
         yield (f"{dataset}: {len(bodies)} requests from {len(set(order))} distinct known users, "
                f"concurrency 1, k=10")
         throughput = {}
@@ -270,8 +288,11 @@ def serving(settings: Settings, root: Path | None = None, dataset: str = "ml-1m-
                     "load_rss_mb": load["rss_mb"]}
     if scale_items:
         scale = catalogue_scale(scale_items)
-        yield (f"scoring path over {scale['items']:,} items (in-process, one thread): median {scale['median_ms']} ms, "
-               f"p99 {scale['p99_ms']} ms")
+        table = "an int8 item table" if scale["int8"] else "the float item table"
+        yield (f"scoring path over {scale['items']:,} items (in-process, one thread, {table}): median "
+               f"{scale['median_ms']} ms, p99 {scale['p99_ms']} ms; float32 table {scale['float_median_ms']} ms, "
+               f"whose top 10 it keeps {scale['overlap']:.0%} of (random weights)")
         figures |= {"scale_items": scale["items"], "scale_median_ms": scale["median_ms"],
-                    "scale_p99_ms": scale["p99_ms"]}
+                    "scale_p99_ms": scale["p99_ms"], "scale_float_median_ms": scale["float_median_ms"],
+                    "scale_overlap": scale["overlap"]}
     yield json.dumps(figures)

@@ -168,6 +168,10 @@ def bench(
     models: Annotated[str | None, typer.Option(help="accuracy: comma-separated models (default: all)")] = None,
     reuse: Annotated[bool, typer.Option(help="serving: reuse the data home an earlier run prepared (its model "
                                               "and features; a change to the model needs a fresh run)")] = False,
+    load_seconds: Annotated[int, typer.Option(min=0, max=3600, help="serving: the Locust load test's length "
+                                                                    "(0: none)")] = 60,
+    scale_items: Annotated[int, typer.Option(min=0, max=100_000_000, help="serving: items in the in-process "
+                                                                         "scoring path's catalogue (0: none)")] = 1_000_000,
 ) -> None:
     """Run a benchmark on the real data in LONGVIEW_DATA_DIR; prints one line per figure."""
     from longview.bench import BENCHMARKS, BenchmarkError
@@ -185,7 +189,8 @@ def bench(
     if name == "long-term-value":
         options = {"dataset": dataset or "ml-100k", "source": source}
     if name == "serving":
-        options = {"dataset": dataset or "ml-1m-sasrec", "reuse": reuse}
+        options = {"dataset": dataset or "ml-1m-sasrec", "reuse": reuse, "load_seconds": load_seconds,
+                   "scale_items": scale_items}
     if name == "quantization":
         options = {"dataset": dataset or "ml-1m-sasrec", "source": source}
     try:

@@ -213,20 +213,20 @@ def _later(event_time: pd.Timestamp, online: datetime | None) -> bool:
 
 
 def push_fresh_user_features(settings: Settings, user_ids: list[str], store=None,
-                             pending: pd.DataFrame | None = None) -> int:
+                             pending: pd.DataFrame | None = None, catalogue: pd.DataFrame | None = None) -> int:
     """Recompute the profile of users with new events from the event store (plus ``pending``:
     typed events not ingested yet, the service's feedback outbox) and write it online through
     Feast's push API, without waiting for the next materialisation. Push writes values, it does
     not aggregate, so the whole row is computed here. A row is pushed only when its event time is
     later than the one online (the later event time wins, as in materialisation). Returns how
-    many users were updated."""
+    many users were updated. ``catalogue``: the stored catalogue, when the caller keeps it read."""
     from feast.data_source import PushMode
 
     if not user_ids or not (settings.features_dir / f"{USER_VIEW}.parquet").exists():
         return 0  # nothing to do before the first `longview features`
     store = store or feature_store(settings)
     events = load_events(settings, users=sorted(set(user_ids)))
-    catalogue = load_catalogue(settings)
+    catalogue = load_catalogue(settings) if catalogue is None else catalogue
     if pending is not None and len(pending):
         # Outbox rows for items outside the catalogue wait for ingestion (which quarantines them).
         pending = pending[pending["item_id"].isin(set(catalogue["item_id"])) & ~pending["event_id"].isin(

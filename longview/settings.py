@@ -170,6 +170,11 @@ class ServingSettings(BaseModel):
     # Threads torch uses per worker. A request scores one user (small matrices): a second thread
     # only adds OpenMP hand-offs, and spins against the server's own threads on a small machine.
     torch_threads: int = Field(default=1, ge=1, le=256)
+    # Seconds a loaded version may spend encoding the most recently active users' histories (the
+    # feature tables' user_history) into the model's per-user state cache before their requests
+    # come: the first version before the service reports ready, a new champion just after its swap
+    # (0: none; users not reached are encoded at their first request, as a user with new events is).
+    warm_seconds: float = Field(default=30.0, ge=0, le=3600)
     # Serve an int8 dynamically quantised copy of the model's linear layers (training/models/quantize.py;
     # its latency and NDCG cost: `longview bench quantization`).
     quantize: bool = False

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from longview.features import FEATURE_SERVICE, MANIFEST
+from longview.features import FEATURE_SERVICE, HISTORY_VIEW, MANIFEST
 from longview.settings import REGISTERED_MODEL, Settings
 from training.tracking import CHAMPION, load_version
 
@@ -116,11 +116,37 @@ class ChampionFollower:
             if self.current is None:
                 self.problem = message
             return
+        if self.current is None:  # nothing served yet: not ready until the states are warm
+            self._warm(served)
         previous, self.current, self.problem, self._failed = self.current, served, None, None
         self._features_stamp = stamp
         log.info("serving %s version %s (%s), loaded in %.1f s%s%s", REGISTERED_MODEL, number, served.policy,
                  time.monotonic() - started, f"; was version {previous.version}" if previous else "",
                  f"; {served.new_items} items new since training taken in by content" if served.new_items else "")
+        if previous is not None:  # a swap: the new version serves at once, and warms up behind it
+            threading.Thread(target=self._warm, args=(served,), name="state-warmup", daemon=True).start()
+
+    def _warm(self, served: Served) -> None:
+        """Encode the most recently active users' states into ``served``'s cache for at most
+        ``serving.warm_seconds`` (stopping early once it is no longer the version swapped in, or the
+        follower stops)."""
+        budget = self.settings.serving.warm_seconds
+        if budget <= 0:
+            return
+        started = time.monotonic()
+        swapped = self.current is not None  # called after the swap: stop once another version replaces it
+
+        def stop() -> bool:
+            return (self._stop.is_set() or time.monotonic() - started > budget
+                    or (swapped and self.current is not served))
+        try:
+            warmed = warm_user_states(self.settings, served.model, stop)
+        except Exception as exc:  # a cold cache only costs each user's first request
+            log.warning("user states not warmed: %s", _first_line(exc))
+            return
+        if warmed:
+            log.info("version %s: %d users' states encoded ahead of their requests in %.1f s", served.version,
+                     warmed, time.monotonic() - started)
 
     def _served(self, client, version) -> Served:
         packaged = self._load(self.settings, str(version.version))
@@ -149,6 +175,18 @@ def _features_stamp(settings: Settings) -> int | None:
         return (settings.features_dir / MANIFEST).stat().st_mtime_ns
     except OSError:
         return None
+
+
+def warm_user_states(settings: Settings, packaged, stop: Callable[[], bool]) -> int:
+    """``packaged.warm`` over the users of the feature tables' history view (what materialisation
+    wrote online, so the histories requests will read), the most recently active last."""
+    path = settings.features_dir / f"{HISTORY_VIEW}.parquet"
+    if not hasattr(packaged, "warm") or not path.exists():
+        return 0
+    import pandas as pd
+
+    frame = pd.read_parquet(path, columns=["event_timestamp", "history"])
+    return packaged.warm(frame.sort_values("event_timestamp", kind="stable")["history"].tolist(), stop)
 
 
 def take_in_new_items(settings: Settings, packaged) -> int:

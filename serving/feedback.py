@@ -19,6 +19,7 @@ from longview.feature_store import push_fresh_user_features
 from longview.outbox import Outbox
 from longview.privacy import pseudonym
 from longview.settings import Settings
+from longview.store import load_catalogue
 from serving.schemas import FeedbackEvent, FeedbackReceipt
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class FeedbackSink:
         self.settings, self.key = settings, key
         self.outbox = Outbox(settings.outbox_path)
         self._pushing = threading.Lock()  # one online-row recomputation at a time
+        self._catalogue: tuple[int, pd.DataFrame] | None = None  # read again only when the file changes
 
     def record(self, events: Sequence[FeedbackEvent], store=None) -> FeedbackReceipt:
         """Store the events durably, then reflect them online. Raises FutureEvent (nothing stored)
@@ -71,9 +73,21 @@ class FeedbackSink:
         try:
             with self._pushing:
                 pending, _ = self.outbox.pending(users)
-                push_fresh_user_features(self.settings, users, store, pending=typed_events(pending))
+                push_fresh_user_features(self.settings, users, store, pending=typed_events(pending),
+                                         catalogue=self._stored_catalogue())
             receipt.reflected = True
         except Exception as exc:  # stored either way: the next ingestion and materialisation catch up
             log.error("feedback stored but online features not updated: %s", exc)
             receipt.note = "stored; the users' online features catch up at the next ingestion"
         return receipt
+
+    def _stored_catalogue(self) -> pd.DataFrame | None:
+        """The stored catalogue, read once per version of its file (None before there is one)."""
+        path = self.settings.catalogue_path
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return None
+        if self._catalogue is None or self._catalogue[0] != stamp:
+            self._catalogue = (stamp, load_catalogue(self.settings))
+        return self._catalogue[1]

@@ -50,6 +50,9 @@ from serving.schemas import (
 )
 
 log = logging.getLogger(__name__)
+# The service's own INFO lines (which version serves, swaps, warm-ups) reach the service log beside
+# BentoML's; the root logger BentoML sets up passes WARNING and above only.
+logging.getLogger("serving").setLevel(logging.INFO)
 
 
 @bentoml.service(name="longview", traffic={"timeout": 30})

@@ -151,6 +151,18 @@ def test_rejected_requests_keep_raw_user_ids_out_of_the_service_log(service, tra
     assert raw not in log
 
 
+def test_the_champion_came_in_with_its_users_states_warm(service, trained):
+    """Before reporting ready, the service encoded the materialised users' histories into the
+    model's state cache (serving.warm_seconds), the demo home's every user with a history."""
+    import pandas as pd
+
+    from longview.features import HISTORY_VIEW
+
+    users = len(pd.read_parquet(trained.features_dir / f"{HISTORY_VIEW}.parquet"))
+    log = service_log(trained.home, __name__).read_text()
+    assert f"{users} users' states encoded ahead of their requests" in log
+
+
 def test_malformed_json_gets_a_4xx(service):
     response = httpx.post(f"{service}/recommend", content=b"{not json", headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500
@@ -342,6 +354,10 @@ def test_without_a_champion_the_service_starts_not_ready_says_why_and_follows_on
         assert nothing.status_code == 200 and nothing.json()["model_version"] is None
         assert "no @champion" in nothing.json()["problem"]
         assert httpx.post(f"{url}/admin/reload", json={}).status_code == 401
+        for bad in ({"force": "yes"}, {"force": 1}, {"force": None}, {"force": True, "version": "1"}, [], "force"):
+            assert httpx.post(f"{url}/admin/reload", json=bad, headers=headers).status_code == 400, bad
+        malformed = httpx.post(f"{url}/admin/reload", content=b'{"force": tru', headers=headers | {"content-type": "application/json"})
+        assert malformed.status_code == 400
         client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, champion.version)
         # the admin reload asks the registry at once, without waiting for the next poll
         reloaded = httpx.post(f"{url}/admin/reload", json={"force": True}, headers=headers, timeout=60)
@@ -379,10 +395,13 @@ def test_the_benchmark_client_measures_the_service_and_its_floor(service):
     from longview.bench_serving import concurrent, sequential, service_memory_mb
 
     bodies = [json.dumps({"user_id": f"u{n:04d}", "k": 5}).encode() for n in range(1, 41)]
-    times, answers = sequential(service, "/constant_list", bodies)
-    assert len(times) == 40 and all(status == 200 for status, _ in answers)
+    timed = sequential(service, ["/constant_list", "/recommend"], bodies)
+    times, answers = timed["/constant_list"]
+    assert len(times) == 40 and all(status == 200 for status, _ in answers) and (times > 0).all()
     assert json.loads(answers[0][1]) == json.loads(answers[-1][1]) and len(json.loads(answers[0][1])["items"]) == 10
-    times, answers = sequential(service, "/recommend", bodies)
+    times, answers = timed["/recommend"]
+    assert len(times) == 40 and (times > 0).all()
+    assert [json.loads(data)["user_id"] for _, data in answers] == [f"u{n:04d}" for n in range(1, 41)], "in order"
     # (earlier tests in this module may have promoted another version: fallbacks are not the point here)
     assert all(status == 200 and len(json.loads(data)["items"]) == 5 for status, data in answers)
     rps, errors = concurrent(service, "/recommend", bodies + [b'{"user_id": ""}'], 4)

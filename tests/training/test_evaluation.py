@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from torchmetrics.functional.retrieval import retrieval_normalized_dcg
 
 from training.evaluation import bootstrap_interval, evaluate, paired_difference
 from training.models import Queries, Recommender
+from training.models import ranking
 from training.models.ranking import exclude_seen, rank_of, top_k
 from training.sequences import Holdout
 
@@ -104,6 +106,28 @@ def test_top_k_without_a_full_sort_is_the_stable_order(rows, k):
     assert torch.equal(top_k(scores, k), stable)
     spread = scores + torch.arange(120) * 1e-3  # few ties: the partial path proper
     assert torch.equal(top_k(spread, k), torch.sort(spread, dim=1, descending=True, stable=True).indices[:, :k])
+
+
+@given(st.lists(st.lists(st.sampled_from([float("-inf"), 0.0, 0.5, 1.0, 2.0, 3.5]), min_size=300, max_size=300),
+                min_size=1, max_size=3), st.integers(1, 5), st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_top_k_through_block_maxima_is_the_stable_order(rows, k, spread):
+    """The large-catalogue path (blocks of 8 here, not 1,024, so that small rows reach it) returns
+    exactly the stable order's first k, with heavy ties across blocks and a ragged last block."""
+    scores = torch.tensor(rows) + (torch.arange(300) * 1e-3 if spread else 0.0)
+    with mock.patch.object(ranking, "BLOCK", 8), mock.patch.object(ranking, "BLOCKED_FROM", 64):
+        found = top_k(scores, k)
+    assert torch.equal(found, torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k])
+
+
+def test_top_k_over_a_million_items_is_exact():
+    generator = torch.Generator().manual_seed(3)
+    scores = torch.randn(2, 1_000_003, generator=generator)
+    scores[0, [5, 600_000, 999_999]] = 9.0  # a tie at the top, across blocks
+    scores[1, 1_000_001] = 9.0  # the winner in the ragged tail
+    expected = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :10]
+    assert torch.equal(top_k(scores, 10), expected)
+    assert top_k(scores, 10)[0, :3].tolist() == [5, 600_000, 999_999]
 
 
 def test_nan_scores_are_refused():

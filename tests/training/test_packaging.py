@@ -275,3 +275,32 @@ def test_a_served_users_encoder_state_is_reused_exactly_and_bounded(timed_model,
     model._tables = None  # what a refit, a new item or a training epoch does
     timed_model.rank([["i9"]], [2_000_000.0], 6, [1_000_000.0])
     assert len(model._states[1]) == 1, "the cache follows the item tables"
+
+
+def test_warming_encodes_each_history_as_its_request_would(timed_model, monkeypatch):
+    """warm() fills the state cache with each history encoded alone: the users' requests (bare, or
+    under the engagement policy) then hit it and rank exactly as cold; the most recent users are
+    kept when there are more than the cache holds; empty and unknown histories are skipped; stop()
+    ends it early."""
+    from longview.settings import get_settings
+    from training.models import sequence
+
+    model = timed_model.model
+    monkeypatch.setattr(sequence, "STATE_CACHE", 3)
+    histories = [["i1", "i2"], ["i3", "i4"], [], ["nope"], ["i5", "i6", "i7"], ["i9"]]
+    model._states = None
+    cold = timed_model.rank([["i3", "i4"]], [2_000_000.0], 6, [1_000_000.0])
+    model._states = None
+    assert timed_model.warm(histories) == 3
+    cache = model._states[1]
+    assert len(cache) == 3 and np.array([timed_model.index["i1"], timed_model.index["i2"]]).tobytes() not in cache
+    entries = dict(cache)
+    assert timed_model.rank([["i3", "i4"]], [2_000_000.0], 6, [1_000_000.0]) == cold
+    assert dict(model._states[1]).keys() == entries.keys(), "the request hit the warmed state"
+    policy = timed_model.under_policy(get_settings().engagement.weights(0))
+    policy.slots([["i9"]], [2_000_000.0], 6, [1_000_000.0], seeds=[1])
+    assert dict(policy.model.base._states[1]).keys() == entries.keys(), "so did one under the policy"
+    model._states = None
+    calls = iter(range(100))
+    assert timed_model.warm(histories, stop=lambda: next(calls) >= 1) == 1
+    assert len(model._states[1]) == 1

@@ -77,6 +77,15 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
             return np.zeros(0, dtype=np.int64)
         return np.array([self.index[i] for i in history if i in self.index], dtype=np.int64)
 
+    def warm(self, histories: list, stop=lambda: False) -> int:
+        """Encode these users' histories (item ids, the most recently active user last) into the
+        model's per-user state cache ahead of their requests, where the model keeps one (the
+        sequence model, under a policy or not); ``stop``: asked before each user. Returns how many."""
+        base = getattr(self.model, "base", None) or self.model
+        if not hasattr(base, "warm_states"):
+            return 0
+        return base.warm_states([self.encode(h) for h in histories], stop)
+
     @property
     def profile_width(self) -> int:
         """Profile columns the model reads (0: it reads no profile)."""

@@ -11,12 +11,15 @@ architecture: dim 64, 2 blocks, 3,416 items):
 - the long-term value head's MLP (``value_head.deep``), run on each of the policy's candidates where
   the data has real time: it adds ~0.06 ms to a policy request (4.4 ms float, 5.3 ms with the
   encoder in int8, 5.4 ms with the head too, on an ml-100k-shaped model), within the noise;
-- not the item table (id embeddings plus projected content), which is built once per model load and
-  serves as the input embeddings and the output weights alike. Scoring one user against 3,417 rows
-  took 20-28 us in float32, 49-56 us in int8 (a dynamically quantised Linear holding the table), 104
-  us in float16 and 112 us in bfloat16 (both emulated here): under 2% of a 2 ms request, and int8
-  would make it slower. int8 draws level at ~30,000 items (229 against 219 us) and wins from there
-  (100,000 items: 2.8 ms against 0.7 ms), where the table no longer fits the caches;
+- not the item table (id embeddings plus projected content) of a catalogue this size: it is built
+  once per model load and serves as the input embeddings and the output weights alike. Scoring one
+  user against 3,417 rows took 20-28 us in float32, 49-56 us in int8 (a dynamically quantised Linear
+  holding the table), 104 us in float16 and 112 us in bfloat16 (both emulated here): under 2% of a
+  2 ms request, and int8 would make it slower. int8 draws level at ~30,000 items (229 against 219
+  us) and wins from there (100,000 items: 2.8 ms against 0.7 ms), where the table no longer fits the
+  caches. So from INT8_TABLE_FROM items the sequence model, quantised or not, scores against an
+  Int8ItemTable (one scale per row), float or int8 encoder alike; the float table still embeds the
+  histories;
 - not ``content_projection``: it only builds that table, once per load, so int8 would add error to
   every item vector and save nothing per request;
 - not ``context_projection`` nor the value head's ``wide`` term: one row of 5 to ~30 side inputs per
@@ -112,10 +115,10 @@ def _sequence_copy(model):
         return model
     # Everything but the cached item tables copied (the copy rebuilds them from its own networks,
     # in float: the same values); popularity, clock and options too, since add_items grows them.
-    state = {k: v for k, v in model.__dict__.items() if k not in ("_tables", "_unit_tables")}
+    state = {k: v for k, v in model.__dict__.items() if k not in ("_tables", "_unit_tables", "_scorers", "_states")}
     clone = object.__new__(_int8_class(type(model)))
     clone.__dict__.update(copy.deepcopy(state))
-    clone._tables = clone._unit_tables = None
+    clone._tables = clone._unit_tables = clone._states = clone._scorers = None
     clone.nets = [quantize_network(net) for net in clone.nets]
     with torch.inference_mode():  # built now, at load, rather than by the first request
         clone._tables = [net.item_table() for net in clone.nets]
@@ -138,6 +141,40 @@ def quantize_network(net: nn.Module) -> nn.Module:
                 raise RuntimeError(f"int8 dynamic quantisation is not available here (torch {torch.__version__}, "
                                    f"quantised engine {torch.backends.quantized.engine!r}): {exc}") from exc
     return net.eval()
+
+
+# From this many items up, SequenceModel scores against an Int8ItemTable (see the docstring above:
+# int8 draws level with float32 at ~30,000 items on this CPU and wins from there).
+INT8_TABLE_FROM = 30_000
+
+
+class Int8ItemTable:
+    """An item table (items x dim) for scoring only: its rows quantised to int8, each with its own
+    scale (per-channel weights of a dynamically quantised Linear), a quarter of float32's bytes to
+    stream per request. Over 1,000,000 items x 64 on one thread here: 10 ms against float32's 30 ms.
+    ``scores(hidden)`` is ``hidden @ table.T`` to within the rounding of the rows and of ``hidden``
+    (quantised per call); the float table still embeds the histories."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        rows, dim = table.shape
+        linear = nn.Linear(dim, rows, bias=False)
+        with torch.no_grad():
+            linear.weight.copy_(table.detach().float())
+        spec = {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
+        with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            self.layer = torch.ao.quantization.quantize_dynamic(nn.Sequential(linear), spec, dtype=torch.qint8)[0]
+        self.shape = (rows, dim)
+
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., rows) scores for hidden states (..., dim)."""
+        return self.layer(hidden.float())
+
+
+def scoring_table(table: torch.Tensor, int8_from: int = INT8_TABLE_FROM) -> torch.Tensor | Int8ItemTable:
+    """What to score a catalogue against: the float table, or from ``int8_from`` rows an Int8ItemTable."""
+    return Int8ItemTable(table) if table.shape[0] >= int8_from else table
 
 
 def quantized_linears(net: nn.Module) -> list[str]:

@@ -29,6 +29,8 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     k = min(k, n)
     if k * 8 >= n:  # a small catalogue: the stable sort is as cheap
         return _stable_order(scores)[:, :k]
+    if n >= BLOCKED_FROM and k * BLOCK * 8 < n:
+        return _blocked_top_k(scores, k)
     top = torch.topk(scores, k, dim=1, sorted=False)
     cut = top.values.min(dim=1, keepdim=True).values
     width = int((scores >= cut).sum(dim=1).max())
@@ -42,6 +44,32 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     candidates = torch.sort(candidates, dim=1).values
     order = _stable_order(scores.gather(1, candidates))
     return candidates.gather(1, order)[:, :k]
+
+
+# A large catalogue is cut in blocks of BLOCK items whose maxima are found first: torch.topk over a
+# million scores took 6.8 ms on one thread here, a pass of block maxima and a topk over the few
+# blocks that can hold a winner 0.3 ms, for the same items.
+BLOCKED_FROM = 65_536
+BLOCK = 1024
+
+
+def _blocked_top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """top_k through block maxima, exactly: with c the k-th best block maximum, k blocks hold a score
+    of at least c, so a row's k-th best score is at least c and each of its top k lies in a block
+    whose maximum is at least c. Those blocks (more than k where maxima tie at c), plus the ragged
+    tail, are the candidates, ordered by top_k's rule."""
+    rows, n = scores.shape
+    full = n - n % BLOCK
+    maxima = scores[:, :full].reshape(rows, -1, BLOCK).amax(dim=2)
+    cut = torch.topk(maxima, k, dim=1, sorted=False).values.min(dim=1, keepdim=True).values
+    width = int((maxima >= cut).sum(dim=1).max())
+    if width * BLOCK * 8 >= n:  # maxima tie across much of the catalogue (e.g. most of it excluded)
+        return _stable_order(scores)[:, :k]
+    # Every block at or above the cut, in catalogue order (so that ties keep going to the lower index).
+    blocks = torch.sort(torch.topk(maxima, width, dim=1, sorted=False).indices, dim=1).values
+    candidates = (blocks[:, :, None] * BLOCK + torch.arange(BLOCK)).reshape(rows, -1)
+    candidates = torch.cat([candidates, torch.arange(full, n).expand(rows, -1)], dim=1)
+    return candidates.gather(1, top_k(scores.gather(1, candidates), k))
 
 
 def _stable_order(scores: torch.Tensor) -> torch.Tensor:

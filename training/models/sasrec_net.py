@@ -38,12 +38,24 @@ class CausalBlock(nn.Module):
         # residual branches only: on the CPU, drawing dropout masks costs more than the matmuls.
         self.ff = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``mask``: which positions each query may attend to; None where nothing is padding (plain
+        causal attention, which torch computes without building and converting a mask)."""
         b, n, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
         x = x + residual_dropout(self.out(attended.transpose(1, 2).reshape(b, n, d)), self.dropout, self.training)
         return x + residual_dropout(self.ff(self.norm2(x)), self.dropout, self.training)
+
+    def last(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """forward()'s output at the last position only (b x 1 x dim), for inference: every
+        position's keys and values, but one query, one output projection and one feed-forward row."""
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        # The last query sees every position (all of them, without padding: no mask).
+        attended = F.scaled_dot_product_attention(q[:, :, -1:], k, v, attn_mask=None if mask is None else mask[..., -1:, :])
+        x = x[:, -1:] + self.out(attended.transpose(1, 2).reshape(b, 1, d))
+        return x + self.ff(self.norm2(x))
 
     def appended(self, prefix: torch.Tensor, last: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference on one history (1 x n x dim, ``mask`` its causal mask) followed by each of m
@@ -117,6 +129,23 @@ class SASRecNet(nn.Module):
 
     def encode(self, sequences: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """batch x length x dim hidden states; position t has seen items up to t only."""
+        x, mask = self._embedded(sequences, table)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)
+
+    def encode_last(self, sequences: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """batch x dim: encode()'s state at the last position, which is all scoring reads, without
+        computing the last block's other positions (inference only: no dropout)."""
+        x, mask = self._embedded(sequences, table)
+        *inner, final = self.blocks
+        for block in inner:
+            x = block(x, mask)
+        return self.norm(final.last(x, mask))[:, 0]
+
+    def _embedded(self, sequences: torch.Tensor, table: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The blocks' input (items plus positions, padding zeroed) and the attention mask (None
+        where nothing is padding: a served user's history, or a batch of equal lengths)."""
         table = self.item_table() if table is None else table
         n = sequences.shape[1]
         if n > self.max_len:
@@ -124,14 +153,14 @@ class SASRecNet(nn.Module):
         valid = sequences > 0
         positions = torch.arange(n - 1, -1, -1, device=sequences.device)
         x = table[sequences] * math.sqrt(self.dim) + self.position_embedding(positions)
-        x = residual_dropout(x, self.dropout, self.training) * valid.unsqueeze(-1)
+        x = residual_dropout(x, self.dropout, self.training)
+        if bool(valid.all()):
+            return x, None
+        x = x * valid.unsqueeze(-1)
         causal = torch.ones(n, n, dtype=torch.bool, device=sequences.device).tril()
         # A query sees earlier real items, and itself (so a padding row never sees nothing).
         mask = (causal & valid[:, None, :]) | torch.eye(n, dtype=torch.bool, device=sequences.device)
-        mask = mask.unsqueeze(1)
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.norm(x)
+        return x, mask.unsqueeze(1)
 
     def encode_appended(self, history: torch.Tensor, candidates: torch.Tensor,
                         table: torch.Tensor | None = None) -> torch.Tensor:
@@ -152,10 +181,11 @@ class SASRecNet(nn.Module):
             prefix, last = block.appended(prefix, last, mask)
         return self.norm(last)
 
-    def logits(self, hidden: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores of every item for hidden states (..., dim); padding can never win."""
+    def logits(self, hidden: torch.Tensor, table=None) -> torch.Tensor:
+        """Scores of every item for hidden states (..., dim); padding can never win. ``table``: the
+        item table, or a scoring-only copy of it with a ``scores`` method (quantize.Int8ItemTable)."""
         table = self.item_table() if table is None else table
-        scores = hidden @ table.T
+        scores = table.scores(hidden) if hasattr(table, "scores") else hidden @ table.T
         scores[..., 0] = float("-inf")
         return scores
 
@@ -180,4 +210,4 @@ class SASRecNet(nn.Module):
 
     def last_hidden(self, sequences: torch.Tensor, table: torch.Tensor | None = None,
                     context: torch.Tensor | None = None) -> torch.Tensor:
-        return self.with_context(self.encode(sequences, table)[:, -1], context)
+        return self.with_context(self.encode_last(sequences, table), context)

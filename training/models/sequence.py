@@ -9,6 +9,7 @@ import hashlib
 from collections import OrderedDict
 import math
 import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +20,7 @@ from .base import (CONTEXT_FEATURES, FitReport, Interactions, Queries, Recommend
                    request_context)
 from .distributed import agree, distributed, same_module, same_steps
 from .popularity import ItemClock
+from .quantize import INT8_TABLE_FROM, scoring_table
 from .sasrec_net import SASRecNet
 from .value_head import (TIME_FEATURES, ReturnForecast, anchor_features, bin_edges, fit_value_head, forecast,
                          survival_loss, value_anchors)
@@ -171,6 +173,9 @@ def sampled_softmax_loss(hidden: torch.Tensor, targets: torch.Tensor, table: tor
 
 class SequenceModel(Recommender):
     name = "sequence"
+    # Catalogues of this many items or more are scored against an int8 copy of the item table
+    # (quantize.Int8ItemTable); an instance may set its own (quantization benchmark, tests).
+    int8_table_from = INT8_TABLE_FROM
 
     def __init__(self, nets: list[SASRecNet] | None = None, popularity: np.ndarray | None = None,
                  options: dict | None = None, clock: ItemClock | None = None, blend: dict | None = None,
@@ -475,12 +480,40 @@ class SequenceModel(Recommender):
                 context = None if context is None else torch.from_numpy(context)
                 states = self._history_states(part.histories)
                 scores = sum(torch.log_softmax(member.logits(member.with_context(state, context), table), dim=1)
-                             for member, table, state in zip(self.nets, self._tables, states, strict=True)) / len(self.nets)
+                             for member, table, state in zip(self.nets, self._scoring_tables(), states, strict=True)) / len(self.nets)
                 signals = self.time_signals(part)
                 if signals is not None:
                     scores = scores + signals
                 parts.append(cold_start(scores, part.histories, self.popularity))
         return torch.cat(parts) if parts else torch.zeros(0, net.n_items + 1)
+
+    def warm_states(self, histories: Iterable[np.ndarray], stop: Callable[[], bool] = lambda: False) -> int:
+        """Fill the encoder-state cache with these histories (item indices, the most recently active
+        user last; at most STATE_CACHE are kept), each encoded alone as a request encodes it, so the
+        same state bit for bit and the users' next requests skip the transformer. ``stop`` is asked
+        before each: True ends the warm-up there. Returns how many it encoded."""
+        histories = [h for h in histories if len(h)][-STATE_CACHE:]
+        done = 0
+        with torch.inference_mode():
+            for member in self.nets:
+                if member.training:
+                    member.eval()
+            if self._tables is None:
+                self._tables = [member.item_table() for member in self.nets]
+            for history in histories:
+                if stop():
+                    break
+                self._history_states([history])
+                done += 1
+        return done
+
+    def _scoring_tables(self) -> list:
+        """What each network scores the catalogue against: its item table, or from
+        ``int8_table_from`` items an int8 copy (quantize.Int8ItemTable), built once per item table."""
+        scorers = getattr(self, "_scorers", None)
+        if scorers is None or scorers[0] is not self._tables:
+            scorers = self._scorers = (self._tables, [scoring_table(t, self.int8_table_from) for t in self._tables])
+        return scorers[1]
 
     def _history_states(self, histories: list[np.ndarray]) -> list[torch.Tensor]:
         """Per network, the encoder's state after each history (users x dim, before the request's
@@ -492,7 +525,7 @@ class SequenceModel(Recommender):
         width = max(1, min(net.max_len, max((len(h) for h in histories), default=1)))
         if len(histories) != 1:
             sequences = padded(histories, width)
-            return [member.encode(sequences, table)[:, -1] for member, table in zip(self.nets, self._tables, strict=True)]
+            return [member.encode_last(sequences, table) for member, table in zip(self.nets, self._tables, strict=True)]
         if self._states is None or self._states[0] is not self._tables:
             self._states = (self._tables, OrderedDict())
         cache = self._states[1]
@@ -500,7 +533,7 @@ class SequenceModel(Recommender):
         states = cache.get(key)
         if states is None:
             sequences = padded(histories, width)
-            states = [member.encode(sequences, table)[:, -1] for member, table in zip(self.nets, self._tables, strict=True)]
+            states = [member.encode_last(sequences, table) for member, table in zip(self.nets, self._tables, strict=True)]
             cache[key] = states
         try:  # a search thread may share the cache with the request loop: a lost race only costs a recompute
             cache.move_to_end(key)
@@ -526,7 +559,7 @@ class SequenceModel(Recommender):
                 width = max(1, min(net.max_len, max((len(h) for h in part.histories), default=1)))
                 sequences = padded(part.histories, width)
                 side = torch.from_numpy(features[start:start + SCORE_BATCH])
-                curves.append(sum(member.value_head.survival(member.value_head(member.encode(sequences, table)[:, -1], side))
+                curves.append(sum(member.value_head.survival(member.value_head(member.encode_last(sequences, table), side))
                                   for member, table in zip(self.nets, self._tables, strict=True)) / len(self.nets))
         survival = torch.cat(curves) if curves else torch.ones(0, len(edges) - 1)
         return forecast(survival, edges, float(self.value["return_days"]))

@@ -167,7 +167,7 @@ def fit_value_head(net: SASRecNet, anchors: list[Anchors], sequences: list[np.nd
         for start in range(0, len(order), batch):
             rows = order[start:start + batch]
             chunk = [crops[r] for r in rows]
-            states[torch.from_numpy(rows)] = net.encode(padded(chunk, max(len(c) for c in chunk)), table)[:, -1]
+            states[torch.from_numpy(rows)] = net.encode_last(padded(chunk, max(len(c) for c in chunk)), table)
     x = torch.from_numpy(np.concatenate([a.features for a in anchors]))
     bins = torch.from_numpy(np.concatenate([a.bins for a in anchors]))
     returned = torch.from_numpy(np.concatenate([a.returned for a in anchors]))

@@ -467,6 +467,22 @@ def test_profile_vectors_read_counts_on_a_log_scale_and_the_taste_as_given():
     assert not profile_vectors([{"taste": [0.5, 0.5, 0.0]}], 2)[0].any(), "a taste of another width is not read"
 
 
+@given(lengths=st.lists(st.integers(1, 12), min_size=1, max_size=4), seed=st.integers(0, 2**16))
+@settings_hypothesis(max_examples=40, deadline=None)
+def test_encode_last_is_the_last_position_of_encode(lengths, seed):
+    """The serving path computes only the last position in the last block (and skips the mask where
+    nothing is padding): the same state as the full encoder's last position, padded batches too."""
+    from training.models.base import padded
+    from training.models.sasrec_net import SASRecNet
+
+    torch.manual_seed(seed)
+    net = SASRecNet(20, 12, dim=16, blocks=2, heads=2, dropout=0.0).eval()
+    rng = np.random.default_rng(seed)
+    sequences = padded([rng.integers(1, 21, n) for n in lengths], max(lengths))
+    with torch.no_grad():
+        assert torch.allclose(net.encode_last(sequences), net.encode(sequences)[:, -1], atol=1e-5)
+
+
 @pytest.mark.parametrize("length", [0, 1, 6])
 def test_encoding_a_history_once_for_many_last_items_matches_encoding_each(length):
     """SASRecNet.encode_appended (the policy's value of each candidate) is exact, not an approximation."""

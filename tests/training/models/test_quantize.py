@@ -13,7 +13,7 @@ from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 from tests.training.conftest import chain_world
-from training.models.quantize import is_quantized, quantized, quantized_linears
+from training.models.quantize import Int8ItemTable, is_quantized, quantized, quantized_linears, scoring_table
 
 NOW, LAST = 2_000_000.0, 1_990_000.0
 
@@ -118,6 +118,42 @@ def test_the_int8_lists_agree_with_the_float_ones(trained, int8, content_world):
     scores = int8.user_scores(["i3", "i4"], NOW, LAST)
     assert scores.shape == (content_world.n_items,) and np.isfinite(scores).all()
     assert int8.similar("i5", 3) == trained.similar("i5", 3), "item likeness reads the float item table"
+
+
+def test_a_large_catalogue_is_scored_against_an_int8_item_table(trained, content_world):
+    """From int8_table_from items, the sequence model scores against Int8ItemTable (set to 0 here, so
+    the chain world's catalogue counts as large): the same lists bar near-ties, the same lesson."""
+    import copy
+
+    assert all(isinstance(t, torch.Tensor) for t in trained.model._scoring_tables()), "a small catalogue stays float"
+    large = copy.copy(trained)
+    large.model = copy.copy(trained.model)
+    large.model.int8_table_from, large.model._scorers = 0, None
+    histories = _histories(content_world)
+    a, b = trained.rank(histories, None, 10), large.rank(histories, None, 10)
+    assert all(isinstance(t, Int8ItemTable) for t in large.model._scoring_tables())
+    overlap = np.mean([len({i for i, _ in x} & {i for i, _ in y}) / 10 for x, y in zip(a, b, strict=True)])
+    assert overlap >= 0.8, overlap
+    assert large.rank([["i3", "i4", "i5"]], None, 1)[0][0][0] == trained.rank([["i3", "i4", "i5"]], None, 1)[0][0][0]
+
+
+@given(rows=st.integers(1, 300), dim=st.integers(1, 32), seed=st.integers(0, 2**16))
+@settings(max_examples=30, deadline=None)
+def test_int8_item_table_scores_are_the_float_ones_to_within_rounding(rows, dim, seed):
+    generator = torch.Generator().manual_seed(seed)
+    table = torch.randn(rows, dim, generator=generator)
+    hidden = torch.randn(3, dim, generator=generator)
+    int8 = Int8ItemTable(table)
+    assert int8.shape == (rows, dim)
+    exact = hidden @ table.T
+    # Rounding to 8 bits moves each weight by at most its row's largest / 255 (one scale per row) and
+    # each hidden value by at most the largest in the call / 255 (one scale per call), so a score by
+    # at most the sum of the two over the dot product (times 1.5 for the scales' own rounding).
+    per_weight = table.abs().amax(dim=1) / 255
+    per_hidden = hidden.abs().max() / 255
+    bound = 1.5 * (hidden.abs().sum(dim=1, keepdim=True) * per_weight + table.abs().sum(dim=1) * per_hidden) + 1e-5
+    assert ((int8.scores(hidden) - exact).abs() <= bound).all()
+    assert scoring_table(table, rows + 1) is table and isinstance(scoring_table(table, rows), Int8ItemTable)
 
 
 def test_under_the_policy_either_way_round(trained, int8, content_world):
