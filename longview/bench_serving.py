@@ -4,8 +4,9 @@ In its own data home, the benchmark prepares a real dataset (ml-1m-sasrec by def
 Feast features, trains a short run of the production model and promotes it, then starts the service
 on 127.0.0.1 and measures, with one client (persistent HTTP/1.1 connections, one per worker
 thread):
-- /recommend at concurrency 1 (median and p99) over requests from distinct known users,
-- the same service's /constant_list endpoint (a constant list, the same request body): the floor,
+- /recommend at concurrency 1 (median and p99) over requests from distinct known users, and the
+  same service's /constant_list endpoint (a constant list, the same request body): the floor, the
+  two interleaved request by request on one connection,
 - /recommend's throughput at concurrency 8 and 32,
 - errors, the share of fallback answers, and the service's peak resident memory;
 - then serving/locustfile.py for ``load_seconds`` at 16 concurrent users (mixed endpoints), with

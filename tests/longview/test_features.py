@@ -85,7 +85,7 @@ def test_late_events_make_new_versions_and_old_ones_stay():
 
 
 def test_user_history_holds_every_item_once_per_user_at_the_last_engagement():
-    events = _events([(f"a", f"i{n}", f"s{n}", f"2024-03-{1 + n:02d}T10:00") for n in range(25)]
+    events = _events([("a", f"i{n}", f"s{n}", f"2024-03-{1 + n:02d}T10:00") for n in range(25)]
                      + [("b", "i7", "s1", "2024-03-02T10:00"), ("b", "i8", "s1", "2024-03-02T10:00"),
                         ("b", "i9", "s2", "2024-03-04T10:00")])
     table = user_history_table(events, seed=7).set_index("user_id")
