@@ -22,9 +22,16 @@ UI_PORTS = {"mlflow": 5000, "airflow": 8080, "service": 3000, "feast": 8888}
 
 
 @app.callback()
-def main(home: Annotated[Path | None, typer.Option(help="data home (default: $LONGVIEW_HOME or ./.longview)")] = None) -> None:
+def main(home: Annotated[Path | None, typer.Option(help="data home (default: $LONGVIEW_HOME or ./.longview)")] = None,
+         params: Annotated[Path | None, typer.Option(help="a parameters file (DVC's params.yaml) whose sections "
+                                                          "override the profile's settings ($LONGVIEW_PARAMS)")] = None,
+         ) -> None:
     if home is not None:
         os.environ["LONGVIEW_HOME"] = str(home.resolve())
+    if params is not None:
+        if not params.is_file():
+            _fail(f"the parameters file {params} does not exist", 2)
+        os.environ["LONGVIEW_PARAMS"] = str(params.resolve())
 
 
 def entrypoint(prog_name: str = "longview") -> None:

@@ -34,6 +34,24 @@ def _profile_file() -> Path | None:
     return shipped if shipped.exists() else None
 
 
+def _params_file() -> Path | None:
+    """A parameters file (LONGVIEW_PARAMS, or `longview --params`): DVC's params.yaml, whose sections
+    named like the settings' (sequence, value, gate, ...) override the profile's."""
+    named = os.environ.get("LONGVIEW_PARAMS")
+    return Path(named) if named else None
+
+
+class ParamsSource(YamlConfigSettingsSource):
+    """The parameters file's settings sections; its other sections (DVC's own, such as ``data``)
+    are for the stage commands, not the settings."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"the parameters file {path} (LONGVIEW_PARAMS) does not exist")
+        super().__init__(settings_cls, yaml_file=path)
+        self.init_kwargs = {k: v for k, v in self.init_kwargs.items() if k in settings_cls.model_fields}
+
+
 class SequenceSettings(BaseModel):
     """The SASRec-style sequence model (``LONGVIEW_SEQUENCE__DIM=128`` and so on)."""
 
@@ -270,6 +288,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        params = _params_file()
+        if params is not None:
+            sources.append(ParamsSource(settings_cls, params))
         profile = _profile_file()
         if profile is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=profile))

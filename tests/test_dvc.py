@@ -37,6 +37,18 @@ def test_repro_push_pull_round_trip(tmp_path):
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"], repo, env)
+    # The default remote is outside the data home (`make clean` deletes the home, not its copies);
+    # this test points it at a folder of its own, as a user points it anywhere (config.local).
+    default = yaml_config(repo / ".dvc" / "config")
+    assert default.startswith("~/") and ".longview" not in default, default
+    remote = tmp_path / "remote"
+    run([str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(remote)], repo, env)
+    # The hyperparameters come from params.yaml, through `longview --params` (the smaller network
+    # and the one-network ensemble are this test's, to be quick; the env still wins where it is set).
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["sequence"].update({"dim": 16, "ensemble": 1})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    env.pop("LONGVIEW_SEQUENCE__ENSEMBLE", None)
 
     run([str(BIN / "dvc"), "repro"], repo, env)  # prepare (synthetic, from params.yaml) -> ... -> promote
     home = repo / ".longview"
@@ -52,9 +64,23 @@ def test_repro_push_pull_round_trip(tmp_path):
     client = mlflow_client(get_settings(home=home))
     (run_info,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
     assert run_info.data.tags["data_version"] == locked
+    assert run_info.data.params["sequence.dim"] == "16" and run_info.data.params["sequence.ensemble"] == "1"
+    assert run_info.data.params["sequence.epochs"] == SMALL_WORLD["LONGVIEW_SEQUENCE__EPOCHS"], "the env wins"
+    # What each stage reads is declared: a changed parameter or catalogue makes train stale.
+    locked_train = lock["stages"]["train"]
+    assert {".longview/events", ".longview/catalogue", ".longview/features"} <= {d["path"] for d in locked_train["deps"]}
+    assert locked_train["params"]["params.yaml"]["sequence"]["dim"] == 16
+    params["sequence"]["dropout"] = 0.25
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    stale = run([str(BIN / "dvc"), "status", "train"], repo, env).stdout
+    assert "params.yaml" in stale and "modified:" in stale and "sequence" in stale, stale
+    assert run([str(BIN / "dvc"), "status", "features"], repo, env).stdout.strip().endswith("up to date."), \
+        "the features do not read the model's parameters"
+    params["sequence"]["dropout"] = 0.5
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
 
     run([str(BIN / "dvc"), "push"], repo, env)
-    assert any((home / "dvc-remote").rglob("*"))
+    assert any(remote.rglob("*")) and not (home / "dvc-remote").exists()
     versioned = ("events", "catalogue", "features")
     original = {(d, p.name): p.read_bytes() for d in versioned for p in (home / d).glob("*.parquet")}
     for folder in versioned:
@@ -62,3 +88,10 @@ def test_repro_push_pull_round_trip(tmp_path):
     shutil.rmtree(repo / ".dvc" / "cache")
     run([str(BIN / "dvc"), "pull"], repo, env)
     assert {(d, p.name): p.read_bytes() for d in versioned for p in (home / d).glob("*.parquet")} == original
+
+
+def yaml_config(path: Path) -> str:
+    """The default remote's url in a .dvc/config."""
+    import re
+
+    return re.search(r"^\s*url\s*=\s*(\S+)\s*$", path.read_text(), re.MULTILINE).group(1)

@@ -127,3 +127,42 @@ def test_the_policy_gate_and_serving_settings_refuse_nonsense(monkeypatch, tmp_p
         with pytest.raises(ValidationError, match=name.lower()):
             get_settings()
         monkeypatch.delenv(f"LONGVIEW_{section}__{name}")
+
+
+def test_a_parameters_file_sits_between_the_profile_and_the_environment(monkeypatch, tmp_path):
+    """DVC's params.yaml, named by LONGVIEW_PARAMS (or `longview --params`): its settings sections
+    override the profile field by field, the environment overrides it, and its other sections
+    (DVC's `data`) are for the stage commands."""
+    import pytest
+
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("sequence:\n  dim: 32\n  blocks: 3\nseed: 5\n")
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  dataset: ml-100k\nsequence:\n  dim: 48\n  epochs: 7\nmodel: item_knn\n")
+    monkeypatch.setenv("LONGVIEW_CONFIG", str(profile))
+    monkeypatch.setenv("LONGVIEW_PARAMS", str(params))
+    monkeypatch.setenv("LONGVIEW_SEQUENCE__EPOCHS", "3")
+    settings = get_settings(home=tmp_path / "home")
+    assert (settings.sequence.dim, settings.sequence.blocks, settings.sequence.epochs) == (48, 3, 3)
+    assert settings.model == "item_knn" and settings.seed == 5
+    monkeypatch.setenv("LONGVIEW_PARAMS", str(PROJECT_ROOT / "params.yaml"))  # the repo's own is valid
+    monkeypatch.delenv("LONGVIEW_SEQUENCE__EPOCHS")
+    assert get_settings(home=tmp_path / "home").sequence.epochs == 20
+    for text, field in (("sequence:\n  dim: -1\n", "dim"), ("sequence:\n  colour: blue\n", "colour"),
+                        ("model: transformer-xl\n", "model")):
+        params.write_text(text)
+        monkeypatch.setenv("LONGVIEW_PARAMS", str(params))
+        with pytest.raises(ValueError, match=field):
+            get_settings(home=tmp_path / "home")
+    monkeypatch.setenv("LONGVIEW_PARAMS", str(tmp_path / "missing.yaml"))
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        get_settings(home=tmp_path / "home")
+
+
+def test_the_cli_refuses_a_missing_parameters_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from longview.cli import app
+
+    result = CliRunner().invoke(app, ["--params", str(tmp_path / "nope.yaml"), "features"])
+    assert result.exit_code == 2 and "nope.yaml does not exist" in result.output
