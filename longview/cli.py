@@ -249,6 +249,15 @@ def promote(
         _run_step(pipeline.promote)
 
 
+@app.command()
+def restore() -> None:
+    """After `dvc pull` on a fresh clone: rebuild the online store from the pulled feature tables and
+    register the pulled champion behind @champion, so `longview serve` answers as where it was pushed."""
+    from longview import pipeline
+
+    _run_step(pipeline.restore)
+
+
 def _run_step(step) -> None:
     from longview.online_features import FeatureStoreError
 

@@ -22,6 +22,7 @@ from longview.features import (
     CONTENT_SERVICE,
     FEATURE_SERVICE,
     HISTORY_VIEW,
+    ITEM_VIEW,
     USER_VIEW,
     user_history_table,
     user_profile_table,
@@ -117,15 +118,16 @@ def apply(settings: Settings, store=None):
     return store
 
 
-def materialize(settings: Settings, store, clock: pd.Timestamp) -> datetime:
+def materialize(settings: Settings, store, clock: pd.Timestamp, full: bool = False) -> datetime:
     """Materialise every view up to the dataset clock, incrementally: from where its last run ended
-    minus an overlap window (late data), or from the start on its first run. Writing the same rows
-    again changes nothing, so re-running a window is safe. Returns the earliest start."""
+    minus an overlap window (late data), or from the start on its first run (``full``: from the
+    start whatever ran before). Writing the same rows again changes nothing, so re-running a window
+    is safe. Returns the earliest start."""
     overlap = timedelta(days=settings.materialize_overlap_days)
     end = (clock + pd.Timedelta(seconds=1)).to_pydatetime()
     starts = []
     for view in store.list_feature_views():  # each from its own last run: a new view starts from the beginning
-        ends = [interval[1] for interval in view.materialization_intervals]
+        ends = [] if full else [interval[1] for interval in view.materialization_intervals]
         start = (max(ends) - overlap) if ends else EPOCH
         store.materialize(start_date=start, end_date=end, feature_views=[view.name])
         if store.config.online_store.type == "redis":
@@ -175,6 +177,24 @@ def build_features(settings: Settings, progress: bool = True) -> FeaturesResult:
         text_embeddings=0 if tables.texts is None else len(tables.texts),
         clock=tables.clock.isoformat(), feature_service=FEATURE_SERVICE, materialized_from=start.isoformat(),
     )
+
+
+def restore_online(settings: Settings) -> dict:
+    """The online store rebuilt from the feature tables in the data home (pulled with `dvc pull`,
+    or as `longview features` left them): `feast apply`, then every view materialised from the start
+    up to the dataset clock. Raises ValueError naming the remedy when there are no tables."""
+    from longview.store import dataset_clock
+
+    missing = [view for view in (USER_VIEW, HISTORY_VIEW, ITEM_VIEW)
+               if not (settings.features_dir / f"{view}.parquet").exists()]
+    if missing:
+        raise ValueError(f"no feature tables ({', '.join(missing)}) in {settings.features_dir}: run `dvc pull` "
+                         f"(or `longview features`) first")
+    clock = dataset_clock(load_events(settings, columns=["timestamp"]))
+    store = apply(settings)
+    materialize(settings, store, clock, full=True)
+    users = pd.read_parquet(settings.features_dir / f"{HISTORY_VIEW}.parquet", columns=["user_id"])["user_id"].nunique()
+    return {"users": int(users), "clock": clock.isoformat()}
 
 
 def historical_user_features(store, entity_df: pd.DataFrame) -> pd.DataFrame:

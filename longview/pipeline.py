@@ -217,6 +217,20 @@ def rollback(settings: Settings, to_version: str | None = None, trigger: str = "
     return restore(settings, to_version, trigger)
 
 
+def restore(settings: Settings) -> dict:
+    """A serving-ready state from what `dvc pull` brought back: the online store rebuilt from the
+    feature tables, and the exported champion registered and behind @champion."""
+    from longview.feature_store import restore_online
+    from training.champion_copy import adopt_key, read_record, restore_champion
+
+    record = read_record(settings)
+    kept_key = adopt_key(settings, record)  # before anything else is written
+    online = restore_online(settings)
+    champion = restore_champion(settings, record)
+    return {"online_users": online["users"], "clock": online["clock"], "champion": champion.version,
+            "copied_from": champion.copied_from, "registered": champion.registered, "key_kept_in_home": kept_key}
+
+
 def generate_synthetic(settings: Settings, out_dir: Path | None = None, batches: int = 2) -> list[Path]:
     from longview import synthetic
 

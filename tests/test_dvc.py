@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from longview.settings import PROJECT_ROOT, get_settings
@@ -88,6 +90,57 @@ def test_repro_push_pull_round_trip(tmp_path):
     shutil.rmtree(repo / ".dvc" / "cache")
     run([str(BIN / "dvc"), "pull"], repo, env)
     assert {(d, p.name): p.read_bytes() for d in versioned for p in (home / d).glob("*.parquet")} == original
+    restore_on_a_fresh_clone(repo, remote, tmp_path / "clone", env)
+
+
+def restore_on_a_fresh_clone(repo: Path, remote: Path, clone: Path, env: dict) -> None:
+    """`git clone`, `dvc pull` and `longview restore` bring back a serving-ready state: the pushed
+    champion registered behind @champion (the same model: the same lists), every user's row online,
+    and the service answering with that version, no fallback."""
+    import httpx
+
+    from longview.features import HISTORY_VIEW
+    from longview.privacy import KEY_FILE, pseudonym, pseudonym_key
+    from longview.online_features import OnlineFeatureReader
+    from longview.feature_store import feature_store
+    from longview.service_process import running_service
+    from training.tracking import CHAMPION, alias_version, load_version
+
+    original = get_settings(home=repo / ".longview")
+    pushed = load_version(original, str(alias_version(mlflow_client(original), CHAMPION).version))
+    # What a user commits after a run: dvc.lock (and params.yaml) name the data the remote holds.
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "a pushed run"], repo, env)
+    run(["git", "clone", "-q", str(repo), str(clone)], repo, env)
+    run([str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(remote)], clone, env)
+    run([str(BIN / "dvc"), "pull"], clone, env)
+    assert not (clone / ".longview" / "mlartifacts").exists(), "a fresh clone: no registry yet"
+    # The user ids are pseudonyms made with the pushing home's key, a secret DVC does not carry.
+    refused = subprocess.run([str(BIN / "longview"), "restore"], cwd=clone, env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "LONGVIEW_PSEUDONYM_KEY_FILE" in refused.stderr, refused.stderr
+    assert not (clone / ".longview" / "mlartifacts").exists(), "refused before writing anything"
+    env = {**env, "LONGVIEW_PSEUDONYM_KEY_FILE": str(original.home / KEY_FILE)}
+    settings = get_settings(home=clone / ".longview", pseudonym_key_file=original.home / KEY_FILE)
+    summary = json.loads(run([str(BIN / "longview"), "restore"], clone, env).stdout.strip().splitlines()[-1])
+    users = pd.read_parquet(settings.features_dir / f"{HISTORY_VIEW}.parquet")["user_id"].tolist()
+    assert summary["registered"] and summary["online_users"] == len(users) and summary["champion"] == "1"
+    assert summary["key_kept_in_home"] and (settings.home / KEY_FILE).read_bytes() == (original.home / KEY_FILE).read_bytes()
+    assert (settings.home / KEY_FILE).stat().st_mode & 0o777 == 0o600
+    env.pop("LONGVIEW_PSEUDONYM_KEY_FILE")  # from now on the home's own copy serves
+    settings = get_settings(home=clone / ".longview")
+    again = json.loads(run([str(BIN / "longview"), "restore"], clone, env).stdout.strip().splitlines()[-1])
+    assert not again["registered"] and again["champion"] == "1", "a second restore changes nothing"
+
+    restored = load_version(settings, summary["champion"])
+    histories = [[f"i{n:04d}" for n in (3, 5, 8)], []]
+    assert restored.rank(histories, None, 5) == pushed.rank(histories, None, 5)
+    rows = OnlineFeatureReader(feature_store(settings)).read(users)
+    assert all(history is not None for history in rows["history"]), "every user's row is online"
+    key = pseudonym_key(settings)
+    raw = next(f"u{n:04d}" for n in range(1, 1000) if pseudonym(key, f"u{n:04d}") in set(users))
+    with running_service(settings, log_path=clone / "service.log") as url:
+        answer = httpx.post(f"{url}/recommend", json={"user_id": raw, "k": 3}, timeout=30).json()
+    assert answer["model_version"] == "1" and answer["fallback"] is None and len(answer["items"]) == 3
 
 
 def yaml_config(path: Path) -> str:

@@ -213,7 +213,7 @@ def promote(settings: Settings, trigger: str = "cli") -> PromotionResult:
         if before is not None:
             client.set_model_version_tag(REGISTERED_MODEL, challenger.version, "previous_champion", before)
         client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, challenger.version)
-    _write(settings, result)
+    _write(settings, result, client)
     return result
 
 
@@ -254,10 +254,15 @@ def rollback(settings: Settings, to_version: str | None = None, trigger: str = "
     if moved:
         client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, target)
     result = PromotionResult(moved, target if moved else current, target, None, None, reason, [verdict], "rollback")
-    _write(settings, result)
+    _write(settings, result, client)
     return result
 
 
-def _write(settings: Settings, result: PromotionResult) -> None:
+def _write(settings: Settings, result: PromotionResult, client) -> None:
+    """The decision (train/promotion.json), and the champion it leaves, copied out of the registry
+    for DVC (training/champion_copy.py)."""
+    from training.champion_copy import export_champion
+
     settings.train_dir.mkdir(parents=True, exist_ok=True)
     (settings.train_dir / "promotion.json").write_text(json.dumps(asdict(result), indent=2))
+    export_champion(settings, client)
