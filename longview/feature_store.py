@@ -11,7 +11,7 @@ import importlib
 import os
 import string
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -47,6 +47,8 @@ class FeaturesResult:
     clock: str
     feature_service: str
     materialized_from: str
+    # rows the online store lacked (or held older) after materialisation, written again, per view
+    online_repaired: dict[str, int] = field(default_factory=dict)
 
 
 def config_file(settings: Settings) -> Path:
@@ -136,6 +138,37 @@ def materialize(settings: Settings, store, clock: pd.Timestamp, full: bool = Fal
     return min(starts)
 
 
+REPAIR_CHUNK = 1000  # entities per online read while checking the online store
+
+
+def repair_online(store) -> dict[str, int]:
+    """Check the online store against the offline tables instead of trusting the registry's record
+    of what was materialised: each view's latest offline row per entity must be online, with at
+    least its event time. Rows that are missing (Redis flushed or restarted without persistence, a
+    registry shared with another home) or older are written again. Returns the rows written per
+    view (only views with any)."""
+    repaired = {}
+    for view in store.list_feature_views():
+        path = getattr(view.batch_source, "path", None)
+        if not path or not Path(path).exists():
+            continue
+        key = view.entity_columns[0].name
+        names = [feature.name for feature in view.features]
+        table = pd.read_parquet(path)
+        latest = table.sort_values(["event_timestamp", "created_timestamp"], kind="stable").groupby(key).tail(1)
+        ids = latest[key].tolist()
+        online = []
+        for start in range(0, len(ids), REPAIR_CHUNK):
+            chunk = ids[start:start + REPAIR_CHUNK]
+            online += [ts if values else None for ts, values in online_read(store, view, key, chunk, names[:1])]
+        stale = [_later(t, o) for t, o in zip(latest["event_timestamp"], online, strict=True)]
+        rows = latest[stale]
+        if len(rows):
+            store.write_to_online_store(view.name, rows.reset_index(drop=True))
+            repaired[view.name] = len(rows)
+    return repaired
+
+
 def _rewrite_corrections(store, view, since: datetime) -> int:
     """Write the latest rows that late data corrected since ``since`` over what Redis holds.
 
@@ -171,11 +204,13 @@ def build_features(settings: Settings, progress: bool = True) -> FeaturesResult:
     tables = write_feature_tables(settings, progress)
     store = apply(settings)
     start = materialize(settings, store, tables.clock)
+    repaired = repair_online(store)
     return FeaturesResult(
         users=int(tables.users["user_id"].nunique()), items=int(tables.items["item_id"].nunique()),
         user_rows=len(tables.users), item_rows=len(tables.items),
         text_embeddings=0 if tables.texts is None else len(tables.texts),
         clock=tables.clock.isoformat(), feature_service=FEATURE_SERVICE, materialized_from=start.isoformat(),
+        online_repaired=repaired,
     )
 
 

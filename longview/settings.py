@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,11 @@ def _profile_file() -> Path | None:
     profile = os.environ.get("LONGVIEW_PROFILE", "embedded")
     shipped = Path(__file__).parent / "profiles" / f"{profile}.yaml"
     return shipped if shipped.exists() else None
+
+
+def home_project(home: Path) -> str:
+    """The Feast project a data home gets unless one is set: one per home, stable across runs."""
+    return "longview_" + hashlib.sha256(str(home).encode()).hexdigest()[:10]
 
 
 def _params_file() -> Path | None:
@@ -218,8 +224,10 @@ class Settings(BaseSettings):
     redis_url: str = "127.0.0.1:6379"
     # The Feast registry's database (production); default: a `feast` database beside postgres_url's.
     feast_registry_postgres_url: str | None = None
-    # The Feast project names the registry's objects and prefixes every online-store key.
-    feast_project: str = Field(default="longview", pattern=r"^[A-Za-z0-9_]{1,60}$")
+    # The Feast project names the registry's objects and prefixes every online-store key. Unset, it
+    # is derived from the data home (longview_ and 10 hex digits of its path's hash), so two data
+    # homes on one registry database and one Redis never read or trust each other's rows.
+    feast_project: str = Field(default="", pattern=r"^([A-Za-z0-9_]{1,60})?$")
     mlflow_tracking_uri: str | None = None  # default: SQLite in the data home (embedded)
 
     # Privacy: the key of the keyed hash that pseudonymises user ids (generated into the home if unset).
@@ -301,6 +309,8 @@ class Settings(BaseSettings):
         # Airflow tasks and services run in other working directories: pin paths now.
         self.home = self.home.expanduser().resolve()
         self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.feast_project:
+            self.feast_project = home_project(self.home)
         return self
 
     @property

@@ -236,3 +236,39 @@ def test_a_failed_online_refresh_keeps_the_batch_and_says_so(featured, tmp_path)
     assert (out.accepted, out.online_users_updated) == (1, 0)
     assert "online features not refreshed" in out.message
     assert len(load_events(settings)) == stored_before + 1
+
+
+def test_a_lost_online_store_is_noticed_and_repaired_by_the_next_run(featured_any):
+    """The online store is checked, not assumed: after Redis loses its rows (a flush, or a restart
+    without persistence) or the SQLite file is deleted, the registry still records the windows as
+    materialised, and the next `longview features` writes every entity's row again, users active
+    long ago included; a run with nothing lost writes nothing."""
+    settings, first = featured_any
+    assert first.online_repaired == {}, "materialisation left nothing missing"
+    store = feature_store(settings)
+    if settings.profile == "production":
+        client = redis.Redis(host="127.0.0.1", port=6379)
+        client.delete(*redis_keys(settings.feast_project))
+    else:
+        with sqlite3.connect(settings.feast_dir / "online_store.db") as db:
+            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                db.execute(f'DELETE FROM "{table}"')
+    users = sorted(pd.read_parquet(settings.features_dir / f"{USER_VIEW}.parquet")["user_id"].unique())
+    assert all(v is None for v in online_user_features(store, users)["events_7d"]), "the rows are gone"
+    again = build_features(settings, progress=False)
+    # materialisation rewrote its overlap window (the recently active); the check wrote the rest
+    assert 0 < again.online_repaired["user_profile"] < len(users) and again.online_repaired["user_history"] > 0
+    rows = online_user_features(feature_store(settings), users)
+    assert all(v is not None for v in rows["events_7d"]), "every user's row is back"
+    assert all(v is not None for v in OnlineFeatureReader(feature_store(settings)).read(users)["history"])
+    assert build_features(settings, progress=False).online_repaired == {}
+
+
+def test_two_data_homes_get_feast_projects_of_their_own(tmp_path, monkeypatch):
+    from longview.settings import get_settings
+
+    monkeypatch.delenv("LONGVIEW_FEAST_PROJECT", raising=False)
+    a, b = get_settings(home=tmp_path / "a"), get_settings(home=tmp_path / "b")
+    assert a.feast_project != b.feast_project and a.feast_project.startswith("longview_")
+    assert get_settings(home=tmp_path / "a").feast_project == a.feast_project, "stable for a home"
+    assert get_settings(home=tmp_path / "a", feast_project="shared").feast_project == "shared", "or set"
