@@ -32,6 +32,26 @@ def main(home: Annotated[Path | None, typer.Option(help="data home (default: $LO
         if not params.is_file():
             _fail(f"the parameters file {params} does not exist", 2)
         os.environ["LONGVIEW_PARAMS"] = str(params.resolve())
+    _CREATED[:] = _ensure_databases()
+
+
+_CREATED: list[str] = []  # the databases this invocation made (what `longview init` reports)
+
+
+def _ensure_databases() -> list[str]:
+    """The production profile's PostgreSQL databases, made where missing before any command needs
+    them (a stop with one line naming what to create where they cannot be)."""
+    from longview.databases import DatabaseUnavailable, ensure_databases, required_databases
+
+    try:
+        wanted = required_databases(get_settings())
+    except ValueError:
+        return []  # bad settings: the command itself says what is wrong
+    try:
+        return ensure_databases(wanted)
+    except DatabaseUnavailable as exc:
+        _fail(str(exc))
+        return []
 
 
 def entrypoint(prog_name: str = "longview") -> None:
@@ -247,6 +267,18 @@ def promote(
         _run_step(lambda s: pipeline.rollback(s, to_version))
     else:
         _run_step(pipeline.promote)
+
+
+@app.command()
+def init() -> None:
+    """Prepare the data home and, on the production profile, the PostgreSQL databases it needs
+    (Feast registry, MLflow, Airflow), creating those missing; prints what it made."""
+    from longview.databases import required_databases
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    _print_json({"home": str(settings.home), "profile": settings.profile,
+                 "databases": [d.url.rsplit("/", 1)[-1] for d in required_databases(settings)], "created": _CREATED})
 
 
 @app.command()
