@@ -50,10 +50,15 @@ def longview_loop() -> None:
 
     @task(outlets=[CHALLENGER], execution_timeout=timedelta(hours=2))
     def train() -> dict:
+        """Train and register @challenger, once per DAG run: a retry finds the version its run
+        registered (tagged with the run's key) instead of registering a second."""
+        from airflow.sdk import get_current_context
+
         from longview.pipeline import train as train_step
         from longview.settings import get_settings
 
-        return asdict(train_step(get_settings()))
+        context = get_current_context()
+        return asdict(train_step(get_settings(), run_key=f"airflow:{context['dag'].dag_id}:{context['run_id']}"))
 
     @task(outlets=[CHAMPION], execution_timeout=timedelta(minutes=30))
     def promote() -> dict:

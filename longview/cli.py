@@ -240,13 +240,17 @@ def features() -> None:
 
 
 @app.command()
-def train(epochs: Annotated[int | None, typer.Option(min=0, help="override the sequence model's epochs")] = None) -> None:
+def train(epochs: Annotated[int | None, typer.Option(min=0, help="override the sequence model's epochs")] = None,
+          run_key: Annotated[str | None, typer.Option(help="an id for this run (1-200 characters): run again with "
+                                                     "the same key, it registers nothing new")] = None) -> None:
     """Train the `model` setting's model, evaluate it beside every baseline, register it as @challenger.
 
     Runs under `torchrun --nproc_per_node N` too: each rank trains on its own users, rank 0 registers."""
     from longview.pipeline import train as train_step
 
-    _run_step(lambda s: train_step(s, epochs))
+    if run_key is not None and not 1 <= len(run_key.strip()) <= 200:
+        _fail("--run-key must be 1-200 characters", 2)
+    _run_step(lambda s: train_step(s, epochs, run_key))
 
 
 @app.command()

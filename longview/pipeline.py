@@ -199,10 +199,10 @@ def build_features(settings: Settings, progress: bool = True):
     return build(settings, progress)
 
 
-def train(settings: Settings, epochs: int | None = None):
+def train(settings: Settings, epochs: int | None = None, run_key: str | None = None):
     from training.train import train as fit_and_register
 
-    return fit_and_register(settings, epochs)
+    return fit_and_register(settings, epochs, run_key=run_key)
 
 
 def promote(settings: Settings, trigger: str = "cli"):

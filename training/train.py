@@ -10,6 +10,7 @@ trains on its own shard of users and only rank 0 evaluates, logs and registers."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,8 @@ class TrainResult:
     value: dict = field(default_factory=dict)  # the value head's figures ({}: no head)
     registered: str | None = None  # the baseline registered as @challenger instead (None: ``model``)
     registered_because: str = ""
+    run_key: str | None = None  # the caller's id for this run (an Airflow DAG run): one registration per key
+    reused: bool = False  # True: a version was already registered under run_key; nothing was trained
 
 
 def dataset_marker(settings: Settings) -> dict:
@@ -71,9 +74,12 @@ def _params(settings: Settings, protocol: str, split, report) -> dict:
     return params
 
 
-def train(settings: Settings, epochs: int | None = None, progress: bool = True) -> TrainResult:
+def train(settings: Settings, epochs: int | None = None, progress: bool = True,
+          run_key: str | None = None) -> TrainResult:
     """Train, evaluate and register the configured model; ``epochs`` overrides the sequence
-    model's (the other models have no epochs)."""
+    model's (the other models have no epochs). ``run_key``: the caller's id for this run (a retried
+    Airflow task passes the same one): when a version is already registered under it, that version
+    is @challenger again and nothing is trained or registered twice."""
     from training.evaluation import K, evaluate, evaluate_baselines, fit_on_split
     from training.models import model_class
     from training.models.distributed import process_group
@@ -81,6 +87,10 @@ def train(settings: Settings, epochs: int | None = None, progress: bool = True) 
 
     settings = _settings_for(settings, epochs)
     protocol, real_time = protocol_for(settings)
+    if run_key is not None:
+        earlier = _registered_under(settings, run_key)
+        if earlier is not None:
+            return earlier
     with process_group() as (rank, _world):
         split, content = split_from_store(settings, protocol, real_time)
         model = model_class(settings.model)()
@@ -109,8 +119,9 @@ def train(settings: Settings, epochs: int | None = None, progress: bool = True) 
     if better is not None:
         result.registered, result.registered_because = registered.name, better[1]
         print(better[1], flush=True)
+    result.run_key = run_key
     result.run_id, result.model_version = _log_and_register(settings, protocol, split, model, report, metrics,
-                                                            baselines, value, registered)
+                                                            baselines, value, registered, run_key)
     settings.train_dir.mkdir(parents=True, exist_ok=True)
     (settings.train_dir / "metrics.json").write_text(json.dumps(asdict(result), indent=2, default=str))
     return result
@@ -148,8 +159,39 @@ def _value_report(settings: Settings, split, model, visits):
         return None
 
 
+def _registered_under(settings: Settings, run_key: str) -> TrainResult | None:
+    """The result of the run that registered a version under ``run_key`` (that version made
+    @challenger again), or None when none did."""
+    from training.tracking import EXPERIMENT
+
+    client = mlflow_client(settings)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    # The MLflow run is tagged at its start, so a task that died between registering and tagging
+    # the version is still found by its run. (Searched by the key's hash: any characters are safe.)
+    runs = client.search_runs([experiment.experiment_id], f"tags.run_key_hash = '{_key_hash(run_key)}'")
+    runs = [run for run in runs if run.data.tags.get("run_key") == run_key]
+    found = [v for run in runs for v in client.search_model_versions(f"run_id = '{run.info.run_id}'")
+             if v.name == REGISTERED_MODEL]
+    if not found:
+        return None
+    version = max(found, key=lambda v: int(v.version))
+    client.set_registered_model_alias(REGISTERED_MODEL, CHALLENGER, version.version)
+    path = settings.train_dir / "metrics.json"
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    if recorded.get("model_version") == str(version.version):
+        return TrainResult(**{**recorded, "reused": True})
+    run = client.get_run(version.run_id).data if version.run_id else None
+    return TrainResult(version.tags.get("model", settings.model), version.tags.get("protocol", ""), 0,
+                       run_id=version.run_id, model_version=str(version.version),
+                       metrics=dict(run.metrics) if run else {}, run_key=run_key, reused=True)
+
+
+def _key_hash(run_key: str) -> str:
+    return hashlib.sha256(run_key.encode()).hexdigest()[:32]
+
+
 def _log_and_register(settings: Settings, protocol: str, split, model, report, metrics: dict,
-                      baselines: dict, value=None, registered=None) -> tuple[str, str]:
+                      baselines: dict, value=None, registered=None, run_key: str | None = None) -> tuple[str, str]:
     """Log the run of ``model`` and register ``registered`` (default: ``model``; a better baseline
     otherwise) as @challenger."""
     import mlflow
@@ -170,6 +212,7 @@ def _log_and_register(settings: Settings, protocol: str, split, model, report, m
             "model": settings.model,
             "protocol": protocol,
             **({"holdout_split": split.split_time.isoformat()} if split.split_time is not None else {}),
+            **({"run_key": run_key, "run_key_hash": _key_hash(run_key)} if run_key is not None else {}),
         })
         mlflow.log_params(_params(settings, protocol, split, report))
         for step, row in enumerate(report.curve, start=1):  # per epoch, or per candidate of a grid search
@@ -197,6 +240,8 @@ def _log_and_register(settings: Settings, protocol: str, split, model, report, m
         client.set_registered_model_alias(REGISTERED_MODEL, CHALLENGER, version)
         figure = metrics[ndcg] if registered is model else baselines[registered.name][ndcg]
         tags = {"model": registered.name, ndcg: f"{figure:.4f}", "feature_service": FEATURE_SERVICE, "protocol": protocol}
+        if run_key is not None:
+            tags["run_key"] = run_key
         if registered is not model:
             tags["chosen_over"] = settings.model
             mlflow.set_tag("registered", registered.name)

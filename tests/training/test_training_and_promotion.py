@@ -298,3 +298,21 @@ def test_promote_options_are_checked(trained):
     for bad in ("abc", "-1", "1; rm -rf /", "0"):
         wrong = longview("promote", "--rollback", "--to-version", bad, env=env)
         assert wrong.returncode == 2 and "must be a version number" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_a_retried_run_registers_one_version(trained):
+    """A retried Airflow `train` passes its run's key again: the version registered under it is
+    @challenger again and nothing is trained or registered twice; another key registers anew."""
+    client = mlflow_client(trained)
+    quick = trained.model_copy(update={"baselines": ["popularity"]})
+    before = {str(v.version) for v in client.search_model_versions(f"name = '{REGISTERED_MODEL}'")}
+    first = train(quick, epochs=0, progress=False, run_key="airflow:longview_loop:manual__it's-1")
+    client.set_registered_model_alias(REGISTERED_MODEL, CHALLENGER, sorted(before, key=int)[0])  # moved since
+    again = train(quick, epochs=0, progress=False, run_key="airflow:longview_loop:manual__it's-1")
+    assert again.reused and not first.reused and again.model_version == first.model_version
+    assert again.metrics == first.metrics
+    assert str(alias_version(client, CHALLENGER).version) == first.model_version
+    after = {str(v.version) for v in client.search_model_versions(f"name = '{REGISTERED_MODEL}'")}
+    assert after - before == {first.model_version}
+    other = train(quick, epochs=0, progress=False, run_key="airflow:longview_loop:manual__2")
+    assert not other.reused and other.model_version != first.model_version
