@@ -10,12 +10,20 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
 EVENTS = Asset("longview://events")
 FEATURES = Asset("longview://features")
 CHALLENGER = Asset("longview://models/longview-recommender@challenger")
 CHAMPION = Asset("longview://models/longview-recommender@champion")
+
+
+def report_failure(context) -> None:
+    """One line in the task log saying what failed and where to look (the traceback is above it)."""
+    ti = context["task_instance"]
+    print(f"longview: task {ti.task_id} of {ti.dag_id} failed on try {ti.try_number}: {context.get('exception')!r}. "
+          f"A rejected batch is kept in LONGVIEW_HOME/quarantine with its Data Docs link above; a refused "
+          f"promotion's reason is in LONGVIEW_HOME/registry/audit.jsonl.")
 
 
 @dag(
@@ -24,7 +32,11 @@ CHAMPION = Asset("longview://models/longview-recommender@champion")
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=20)},
+    # Retries only where a retry is safe: every step is idempotent (train by its run's key).
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True,
+                  "on_failure_callback": report_failure},
+    params={"epochs": Param(None, type=["null", "integer"], minimum=0, maximum=1000,
+                            description="the sequence model's most epochs for this run (empty: the settings')")},
     tags=["longview"],
     doc_md=__doc__,
 )
@@ -58,7 +70,8 @@ def longview_loop() -> None:
         from longview.settings import get_settings
 
         context = get_current_context()
-        return asdict(train_step(get_settings(), run_key=f"airflow:{context['dag'].dag_id}:{context['run_id']}"))
+        return asdict(train_step(get_settings(), context["params"].get("epochs"),
+                                 run_key=f"airflow:{context['dag'].dag_id}:{context['run_id']}"))
 
     @task(outlets=[CHAMPION], execution_timeout=timedelta(minutes=30))
     def promote() -> dict:
