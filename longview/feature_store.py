@@ -77,7 +77,12 @@ def repo_config(settings: Settings):
 def feature_store(settings: Settings):
     from feast import FeatureStore
 
+    from longview.settings import PROJECT_FILE
+
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    recorded = settings.home / PROJECT_FILE
+    if not recorded.exists():  # the home keeps its project when copied or moved
+        recorded.write_text(settings.feast_project + "\n")
     return FeatureStore(config=repo_config(settings))
 
 

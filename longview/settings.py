@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -35,9 +36,21 @@ def _profile_file() -> Path | None:
     return shipped if shipped.exists() else None
 
 
+PROJECT_FILE = Path("feast") / "project"  # the Feast project a data home uses, recorded at its first use
+
+
 def home_project(home: Path) -> str:
-    """The Feast project a data home gets unless one is set: one per home, stable across runs."""
+    """The Feast project a new data home gets unless one is set: one per home path."""
     return "longview_" + hashlib.sha256(str(home).encode()).hexdigest()[:10]
+
+
+def recorded_project(home: Path) -> str | None:
+    """The Feast project recorded in the data home, if any (and well formed)."""
+    try:
+        name = (home / PROJECT_FILE).read_text().strip()
+    except OSError:
+        return None
+    return name if re.fullmatch(r"[A-Za-z0-9_]{1,60}", name) else None
 
 
 def _params_file() -> Path | None:
@@ -225,8 +238,9 @@ class Settings(BaseSettings):
     # The Feast registry's database (production); default: a `feast` database beside postgres_url's.
     feast_registry_postgres_url: str | None = None
     # The Feast project names the registry's objects and prefixes every online-store key. Unset, it
-    # is derived from the data home (longview_ and 10 hex digits of its path's hash), so two data
-    # homes on one registry database and one Redis never read or trust each other's rows.
+    # is the one the data home recorded at its first Feast use (HOME/feast/project, so a copied or
+    # moved home keeps it), or for a new home longview_ and 10 hex digits of its path's hash: two
+    # data homes on one registry database and one Redis never read or trust each other's rows.
     feast_project: str = Field(default="", pattern=r"^([A-Za-z0-9_]{1,60})?$")
     mlflow_tracking_uri: str | None = None  # default: SQLite in the data home (embedded)
 
@@ -310,7 +324,7 @@ class Settings(BaseSettings):
         self.home = self.home.expanduser().resolve()
         self.data_dir = self.data_dir.expanduser().resolve()
         if not self.feast_project:
-            self.feast_project = home_project(self.home)
+            self.feast_project = recorded_project(self.home) or home_project(self.home)
         return self
 
     @property

@@ -272,3 +272,8 @@ def test_two_data_homes_get_feast_projects_of_their_own(tmp_path, monkeypatch):
     assert a.feast_project != b.feast_project and a.feast_project.startswith("longview_")
     assert get_settings(home=tmp_path / "a").feast_project == a.feast_project, "stable for a home"
     assert get_settings(home=tmp_path / "a", feast_project="shared").feast_project == "shared", "or set"
+    # Recorded at the first Feast use: a copied or moved home keeps its project (and its rows).
+    feature_store(a)
+    moved = tmp_path / "moved"
+    (tmp_path / "a").rename(moved)
+    assert get_settings(home=moved).feast_project == a.feast_project != get_settings(home=tmp_path / "c").feast_project
