@@ -55,3 +55,13 @@ def test_every_dag_and_task_is_documented_bounded_and_retried_sensibly(bag):
             assert task.on_failure_callback, f"{where} has no failure callback"
             if task.retries:
                 assert task.retry_delay.total_seconds() >= 10 and task.retry_exponential_backoff, where
+
+
+@pytest.mark.parametrize("value", [-1, 1001, "five", 2.5, True, [3]])
+def test_the_trigger_forms_epochs_refuses_what_is_not_a_small_count(bag, value):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    epochs = bag.dags["longview_loop"].params.get_param("epochs")
+    assert epochs.resolve(None) is None and epochs.resolve(5) == 5
+    with pytest.raises(ParamValidationError):
+        epochs.resolve(value)

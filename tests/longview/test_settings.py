@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from longview.settings import PROJECT_ROOT, get_settings
 
 
@@ -133,8 +135,6 @@ def test_a_parameters_file_sits_between_the_profile_and_the_environment(monkeypa
     """DVC's params.yaml, named by LONGVIEW_PARAMS (or `longview --params`): its settings sections
     override the profile field by field, the environment overrides it, and its other sections
     (DVC's `data`) are for the stage commands."""
-    import pytest
-
     profile = tmp_path / "profile.yaml"
     profile.write_text("sequence:\n  dim: 32\n  blocks: 3\nseed: 5\n")
     params = tmp_path / "params.yaml"
@@ -166,3 +166,13 @@ def test_the_cli_refuses_a_missing_parameters_file(tmp_path):
 
     result = CliRunner().invoke(app, ["--params", str(tmp_path / "nope.yaml"), "features"])
     assert result.exit_code == 2 and "nope.yaml does not exist" in result.output
+
+
+@pytest.mark.parametrize("key", ["", "   ", "k" * 201])
+def test_train_refuses_a_run_key_out_of_bounds(key):
+    from typer.testing import CliRunner
+
+    from longview.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--run-key", key])
+    assert result.exit_code == 2 and "--run-key must be 1-200 characters" in result.output
