@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test repro lock clean
+.PHONY: demo test repro lock clean up down
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,21 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/longview demo
 
-test: $(STAMP)
+# The browser test drives Debian's Chromium (Playwright's own browsers would be a download).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || ($(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest
+
+# The local stack (Airflow, MLflow, the Feast UI, the service), detached; `make down` stops it.
+up: $(STAMP)
+	$(BIN)/longview up
+
+down: $(STAMP)
+	$(BIN)/longview down
 
 # The batch stages through DVC (inside the venv so stage commands find `longview`).
 repro: $(STAMP)

@@ -197,7 +197,14 @@ def quantization(settings: Settings, root: Path | None = None, **options) -> Ite
     return run(settings, root, **options)
 
 
+def pipeline(settings: Settings, root: Path | None = None, **options) -> Iterator[str]:
+    """The whole loop in one process against the same loop through Airflow (longview/bench_pipeline.py)."""
+    from longview.bench_pipeline import pipeline as run
+
+    return run(settings, root, **options)
+
+
 BENCHMARKS: dict[str, Callable[..., Iterator[str]]] = {"validation": validation, "features": features,
                                                        "contract": contract, "accuracy": accuracy,
                                                        "long-term-value": long_term_value, "serving": serving,
-                                                       "quantization": quantization}
+                                                       "quantization": quantization, "pipeline": pipeline}

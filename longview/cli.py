@@ -18,9 +18,6 @@ from longview.settings import get_settings
 app = typer.Typer(help="Longview: a recommender platform that optimises long-term engagement.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
-UI_PORTS = {"mlflow": 5000, "airflow": 8080, "service": 3000, "feast": 8888}
-
-
 @app.callback()
 def main(home: Annotated[Path | None, typer.Option(help="data home (default: $LONGVIEW_HOME or ./.longview)")] = None,
          params: Annotated[Path | None, typer.Option(help="a parameters file (DVC's params.yaml) whose sections "
@@ -183,13 +180,13 @@ def _unexpected(exc: Exception) -> None:
 @app.command()
 def bench(
     name: Annotated[str, typer.Argument(help="validation, features, contract, accuracy, "
-                                                         "long-term-value, serving or quantization")],
+                                                         "long-term-value, serving, quantization or pipeline")],
     root: Annotated[Path | None, typer.Option(help="where the benchmark's own data homes go (default: HOME/bench)")] = None,
     examples: Annotated[int, typer.Option(min=1, help="contract: how many random examples to try")] = 500,
-    dataset: Annotated[str | None, typer.Option(help="accuracy, long-term-value, serving, quantization: the "
+    dataset: Annotated[str | None, typer.Option(help="accuracy, long-term-value, serving, quantization, pipeline: the "
                                                      "dataset, as for `longview data prepare` (default ml-1m-sasrec; "
                                                      "long-term-value: ml-100k)")] = None,
-    source: Annotated[Path | None, typer.Option(help="accuracy, long-term-value: a folder holding the dataset")] = None,
+    source: Annotated[Path | None, typer.Option(help="accuracy, long-term-value, quantization, pipeline: a folder holding the dataset")] = None,
     protocol: Annotated[str, typer.Option(help="accuracy: loo (leave-one-out) or temporal")] = "loo",
     dump_topk: Annotated[Path | None, typer.Option(help="accuracy: write each test user's top 10 here")] = None,
     models: Annotated[str | None, typer.Option(help="accuracy: comma-separated models (default: all)")] = None,
@@ -220,6 +217,8 @@ def bench(
                    "scale_items": scale_items}
     if name == "quantization":
         options = {"dataset": dataset or "ml-1m-sasrec", "source": source}
+    if name == "pipeline":
+        options = {"dataset": dataset or "ml-100k", "source": source}
     try:
         for line in BENCHMARKS[name](get_settings(), root, **options):
             typer.echo(line)
@@ -229,6 +228,8 @@ def bench(
         _fail(_one_line(exc), 2)
     except ContractViolation as exc:
         _fail(f"the data contract was broken: {_one_line(exc)}")
+    except RuntimeError as exc:  # e.g. the pipeline benchmark's stack would not start
+        _fail(_one_line(exc))
 
 
 @app.command()
@@ -317,23 +318,24 @@ def run(epochs: Annotated[int | None, typer.Option(min=0)] = None) -> None:
 
 
 @app.command()
-def serve(port: Annotated[int, typer.Option(min=1, max=65535)] = UI_PORTS["service"]) -> None:
+def serve(port: Annotated[int | None, typer.Option(min=1, max=65535, help="default: the stack's service port, "
+                                                                          "3000")] = None) -> None:
     """Serve the @champion model over HTTP on 127.0.0.1 (Swagger UI at the root URL)."""
     from longview.service_process import bentoml_command, service_env
 
     settings = get_settings()
+    port = port or settings.stack.service_port
     os.chdir(settings.project_root)
     os.execve(bentoml_command(port)[0], bentoml_command(port), service_env(settings))
 
 
-def _airflow(args: list[str], extra_env: dict[str, str] | None = None) -> int:
+def _airflow(args: list[str]) -> int:
+    from longview.stack import airflow_environment
+
     settings = get_settings()
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
-    bindir = Path(sys.executable).parent
-    # `airflow standalone` starts its components as `airflow …` found on PATH: put the venv first.
-    env = {**os.environ, **settings.airflow_env(), "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-           **(extra_env or {})}
-    return subprocess.call([str(bindir / "airflow"), *args], env=env)
+    # `airflow standalone` starts its components as `airflow …` found on PATH: the venv's comes first.
+    return subprocess.call([str(Path(sys.executable).with_name("airflow")), *args], env=airflow_environment(settings))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -344,26 +346,53 @@ def airflow(ctx: typer.Context) -> None:
 
 @app.command()
 def ui(name: Annotated[str, typer.Argument(help="mlflow, airflow, feast or service")]) -> None:
-    """Open one of the UIs on this data home, on 127.0.0.1 and its default port."""
-    settings = get_settings()
-    bindir = Path(sys.executable).parent
-    if name == "service":
-        serve(UI_PORTS["service"])
-    elif name == "airflow":
-        raise typer.Exit(_airflow(["standalone"], {"AIRFLOW__API__PORT": str(UI_PORTS["airflow"])}))
-    elif name == "mlflow":
-        raise typer.Exit(subprocess.call([
-            str(bindir / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri, "--host", "127.0.0.1",
-            "--port", str(UI_PORTS["mlflow"]), "--workers", "1"], env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}))
-    elif name == "feast":
-        from longview.feature_store import config_file, config_values
+    """Run one of the UIs in the foreground on this data home, on 127.0.0.1 and its stack port
+    (`longview up` starts them all, detached)."""
+    from longview.stack import components
 
-        env = {**os.environ, **config_values(settings)}
-        raise typer.Exit(subprocess.call([str(bindir / "feast"), "-c", str(settings.feature_repo_dir),
-                                          "-f", str(config_file(settings)), "ui",
-                                          "-h", "127.0.0.1", "-p", str(UI_PORTS["feast"])], env=env))
-    else:
+    if name == "airflow":
+        raise typer.Exit(_airflow(["standalone"]))
+    found = [c for c in components(get_settings()) if c.name in (name, f"{name}-ui")]
+    if name == "airflow" or not found:
         _fail(f"unknown UI {name!r}: choose mlflow, airflow, feast or service", 2)
+    component = found[0]
+    raise typer.Exit(subprocess.call(component.argv, env=component.env, cwd=component.cwd))
+
+
+@app.command()
+def up() -> None:
+    """Start the local stack detached on 127.0.0.1: Airflow (API server and UI, scheduler, DAG
+    processor, triggerer), the MLflow server, the Feast UI and the service; returns once all are
+    healthy and prints their URLs and where the Airflow admin's password is."""
+    from longview.stack import StackError, up as start
+
+    try:
+        result = start(get_settings(), say=lambda line: typer.echo(line, err=True))
+    except StackError as exc:
+        _fail(str(exc))
+    for name, url in result["urls"].items():
+        typer.echo(f"{name:8} {url}", err=True)
+    typer.echo(f"Airflow login: admin, password in {result['airflow_password_file']}", err=True)
+    _print_json(result)
+
+
+@app.command()
+def status() -> None:
+    """What of the local stack runs, and whether each part answers its health check."""
+    from longview.stack import status as report
+
+    _print_json(report(get_settings()))
+
+
+@app.command()
+def down() -> None:
+    """Stop every process of the local stack; nothing is left listening."""
+    from longview.stack import StackError, down as stop
+
+    try:
+        _print_json(stop(get_settings(), say=lambda line: typer.echo(line, err=True)))
+    except StackError as exc:
+        _fail(str(exc))
 
 
 @app.command()

@@ -90,3 +90,37 @@ def running_service(settings: Settings, port: int | None = None, log_path: Path 
             yield url
         finally:
             stop(process)
+
+
+DEPLOY_PROBE_USER = "longview-deploy-check"  # an id no dataset uses: its answer is the cold-start list
+
+
+def served_version(url: str, api_key: str | None = None) -> str | None:
+    """The version the service at ``url`` answers with now (None: not up, or not ready)."""
+    headers = {"X-API-Key": api_key} if api_key else {}
+    try:
+        answer = httpx.post(f"{url}/recommend", json={"user_id": DEPLOY_PROBE_USER, "k": 1}, headers=headers, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return str(answer.json().get("model_version")) if answer.status_code == 200 else None
+
+
+def wait_serving(settings: Settings, version: str | None, url: str | None = None, timeout: float = 60.0) -> dict:
+    """Wait until the service answers with ``version``; a service not running here is said, not
+    waited for (it loads @champion when it starts). Raises TimeoutError when it never follows."""
+    url = url or settings.service_url
+    key = settings.serving.api_key.get_secret_value() if settings.serving.api_key else None
+    try:
+        httpx.get(f"{url}/livez", timeout=3)
+    except httpx.HTTPError:
+        print(f"no service answers at {url}: it serves @champion (version {version}) when it starts")
+        return {"url": url, "running": False, "serving": None}
+    deadline, now = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        now = served_version(url, key)
+        if version is None or now == str(version):
+            print(f"the service at {url} answers with version {now}")
+            return {"url": url, "running": True, "serving": now}
+        time.sleep(1.0)
+    raise TimeoutError(f"the service at {url} still answers with version {now} after {timeout:.0f} s, not {version}: "
+                       f"see its log")

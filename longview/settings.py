@@ -224,6 +224,21 @@ class ServingSettings(BaseModel):
     api_key: SecretStr | None = Field(default=None, min_length=16)
 
 
+class StackSettings(BaseModel):
+    """`longview up`: the local stack's ports, all on 127.0.0.1 (``LONGVIEW_STACK__AIRFLOW_PORT=8081``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    airflow_port: int = Field(default=8080, ge=1, le=65535, description="the Airflow UI and REST API")
+    mlflow_port: int = Field(default=5000, ge=1, le=65535, description="the MLflow UI")
+    feast_port: int = Field(default=8888, ge=1, le=65535, description="the Feast UI")
+    service_port: int = Field(default=3000, ge=1, le=65535, description="the BentoML service")
+    # Airflow's LocalExecutor: task processes at once. Each loads torch, pandas and Feast; on two
+    # cores a third would only slow the other two.
+    parallelism: int = Field(default=2, ge=1, le=64)
+    start_seconds: float = Field(default=240.0, gt=0, le=3600, description="`up` gives up after this long")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LONGVIEW_", env_nested_delimiter="__", extra="forbid")
 
@@ -278,6 +293,9 @@ class Settings(BaseSettings):
     engagement: EngagementSettings = EngagementSettings()
     gate: GateSettings = GateSettings()
     serving: ServingSettings = ServingSettings()
+    stack: StackSettings = StackSettings()
+    # Airflow's metadata database on the production profile (default: `airflow` on postgres_url's server).
+    airflow_database_url: str | None = None
     # Positive engagement (labels and metrics): clicks and purchases always; a rating from this
     # value up; a view from this dwell up. Sequences still hold every interaction as input.
     positive_min_rating: float = 4.0
@@ -411,19 +429,28 @@ class Settings(BaseSettings):
             return self.mlflow_tracking_uri
         return f"sqlite:///{self.home / 'mlflow.db'}"
 
+    @property
+    def service_url(self) -> str:
+        return f"http://127.0.0.1:{self.stack.service_port}"
+
     def airflow_env(self) -> dict[str, str]:
         """Environment for any airflow command that works on this data home."""
         if self.profile == "production":
-            db = self.postgres_url.rsplit("/", 1)[0] + "/airflow"
+            db = self.airflow_database_url or self.postgres_url.rsplit("/", 1)[0] + "/airflow"
         else:
             db = f"sqlite:///{self.airflow_home / 'airflow.db'}"
+        port = self.stack.airflow_port
         return {
             "AIRFLOW_HOME": str(self.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_dir),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.stack.parallelism),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
             "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            # Where task processes report back: the API server on its own port.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "LONGVIEW_HOME": str(self.home),
             "LONGVIEW_PROFILE": self.profile,
         }

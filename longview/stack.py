@@ -1,0 +1,289 @@
+"""`longview up` / `status` / `down`: the local stack, detached, on 127.0.0.1 only.
+
+Airflow runs as its separate components (API server, scheduler, DAG processor, triggerer) with the
+LocalExecutor; the scheduler and triggerer skip their log servers, because Airflow 3's binds every
+interface and no setting changes it (the API server reads the task logs from the shared folder
+instead). Beside them: the MLflow server, the Feast UI and the BentoML service. Each component leads
+a process group of its own, recorded in HOME/stack/stack.json, so `down` stops all of its children
+too; their output goes to HOME/stack/logs/."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from longview.settings import Settings
+
+AIRFLOW_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
+class StackError(RuntimeError):
+    """The stack cannot start (already running, a port taken, a component failed) or stop."""
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    port: int
+    health: str  # a path on the component's port that answers 200 once it works
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def state_file(settings: Settings) -> Path:
+    return settings.home / "stack" / "stack.json"
+
+
+def password_file(settings: Settings) -> Path:
+    return settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    bindir = str(Path(sys.executable).parent)
+    return {**os.environ, **settings.airflow_env(), "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def components(settings: Settings) -> list[Component]:
+    """What `up` starts, in order: Airflow's parts, then the MLflow server, the Feast UI, the service."""
+    from longview.feature_store import config_file, config_values
+    from longview.service_process import bentoml_command, service_env
+
+    ports = settings.stack
+    airflow = airflow_environment(settings)
+    af = _bin("airflow")
+    feast_env = {**os.environ, **config_values(settings)}
+    return [
+        Component("airflow-api-server", [af, "api-server", "--host", "127.0.0.1", "--port", str(ports.airflow_port),
+                                         "--workers", "1"], ports.airflow_port, "/api/v2/monitor/health", airflow),
+        Component("airflow-scheduler", [af, "scheduler", "--skip-serve-logs"], ports.airflow_port, "", airflow),
+        Component("airflow-dag-processor", [af, "dag-processor"], ports.airflow_port, "", airflow),
+        Component("airflow-triggerer", [af, "triggerer", "--skip-serve-logs"], ports.airflow_port, "", airflow),
+        Component("mlflow", [_bin("mlflow"), "server", "--backend-store-uri", settings.tracking_uri,
+                             "--host", "127.0.0.1", "--port", str(ports.mlflow_port), "--workers", "1"],
+                  ports.mlflow_port, "/health", {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
+        Component("feast-ui", [_bin("feast"), "-c", str(settings.feature_repo_dir), "-f", str(config_file(settings)),
+                               "ui", "-h", "127.0.0.1", "-p", str(ports.feast_port)], ports.feast_port, "/", feast_env),
+        # Without a champion the service starts but is not ready (/readyz says why): /livez is the check.
+        Component("service", bentoml_command(ports.service_port), ports.service_port, "/livez", service_env(settings),
+                  settings.project_root),
+    ]
+
+
+def _alive(pgid: int) -> bool:
+    try:  # reap it if it is this process's own child (an `up` that failed), or it lingers as a zombie
+        os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _read_state(settings: Settings) -> dict | None:
+    path = state_file(settings)
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+        return state if isinstance(state, dict) and isinstance(state.get("components"), dict) else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def running(settings: Settings) -> dict[str, int]:
+    """The recorded components whose process groups are still alive, by name."""
+    state = _read_state(settings) or {"components": {}}
+    return {name: c["pgid"] for name, c in state["components"].items() if _alive(int(c["pgid"]))}
+
+
+def urls(settings: Settings) -> dict[str, str]:
+    p = settings.stack
+    return {"airflow": f"http://127.0.0.1:{p.airflow_port}", "mlflow": f"http://127.0.0.1:{p.mlflow_port}",
+            "feast": f"http://127.0.0.1:{p.feast_port}", "service": f"http://127.0.0.1:{p.service_port}"}
+
+
+def _prepare(settings: Settings, say: Callable[[str], None]) -> None:
+    """Airflow's metadata schema (created or upgraded) and the Feast registry the UI reads."""
+    settings.ensure_dirs()
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    say("airflow db migrate")
+    done = subprocess.run([_bin("airflow"), "db", "migrate"], env=airflow_environment(settings), capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise StackError(f"`airflow db migrate` failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    from longview.feature_store import feature_store
+
+    say("feast apply")
+    feature_store(settings)  # applies the repo when the registry lacks it
+
+
+def _healthy(component: Component) -> bool:
+    if not component.health:
+        return True
+    try:
+        answer = httpx.get(component.url + component.health, timeout=3)
+    except httpx.HTTPError:
+        return False
+    if answer.status_code != 200:
+        return False
+    if component.name == "airflow-api-server":  # every Airflow part reports through it
+        report = answer.json()
+        return all(report.get(part, {}).get("status") == "healthy" for part in AIRFLOW_PARTS)
+    return True
+
+
+def up(settings: Settings, say: Callable[[str], None] = print) -> dict:
+    """Start every component detached and return once all are healthy (or raise StackError, having
+    stopped what it started)."""
+    if running(settings):
+        raise StackError(f"the stack of {settings.home} is already running ({', '.join(running(settings))}): "
+                         f"`longview down` first")
+    parts = components(settings)
+    taken = sorted({c.port for c in parts if _listening(c.port)})
+    if taken:
+        raise StackError(f"port(s) {', '.join(map(str, taken))} on 127.0.0.1 are taken by another program: stop it "
+                         f"or choose others with LONGVIEW_STACK__AIRFLOW_PORT, __MLFLOW_PORT, __FEAST_PORT, "
+                         f"__SERVICE_PORT")
+    _prepare(settings, say)
+    logs = settings.home / "stack" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    state: dict = {"started": time.time(), "components": {}, "urls": urls(settings)}
+    try:
+        for c in parts:
+            with open(logs / f"{c.name}.log", "ab") as log:
+                process = subprocess.Popen(c.argv, env=c.env, cwd=c.cwd or settings.home, stdout=log,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            state["components"][c.name] = {"pgid": process.pid, "port": c.port, "log": str(logs / f"{c.name}.log")}
+            state_file(settings).write_text(json.dumps(state, indent=2))
+            say(f"started {c.name} (pid {process.pid})")
+        _wait_healthy(settings, parts, say)
+    except BaseException:
+        down(settings, say=lambda _: None)
+        raise
+    password = password_file(settings)
+    if password.exists():
+        password.chmod(0o600)  # the admin's password: the owner's eyes only
+    return {"home": str(settings.home), "profile": settings.profile, "urls": urls(settings),
+            "airflow_user": "admin", "airflow_password_file": str(password), "logs": str(logs)}
+
+
+def _wait_healthy(settings: Settings, parts: list[Component], say: Callable[[str], None]) -> None:
+    deadline = time.monotonic() + settings.stack.start_seconds
+    waiting = {c.name: c for c in parts}
+    while waiting:
+        for name, c in list(waiting.items()):
+            pgid = running(settings).get(name)
+            if pgid is None:
+                raise StackError(f"{name} exited while starting: see {settings.home / 'stack' / 'logs' / (name + '.log')}")
+            if _healthy(c):
+                say(f"{name} is up")
+                del waiting[name]
+        if waiting and time.monotonic() > deadline:
+            raise StackError(f"not healthy after {settings.stack.start_seconds:.0f} s: {', '.join(waiting)} (see "
+                             f"{settings.home / 'stack' / 'logs'})")
+        time.sleep(1.0)
+
+
+def status(settings: Settings) -> dict:
+    state = _read_state(settings)
+    if state is None:
+        return {"running": False, "components": {}}
+    parts = {c.name: c for c in components(settings)}
+    report = {}
+    for name, info in state["components"].items():
+        alive = _alive(int(info["pgid"]))
+        healthy = alive and name in parts and _healthy(parts[name])
+        report[name] = {"pid": info["pgid"], "alive": alive, "healthy": healthy, "log": info.get("log")}
+    return {"running": any(r["alive"] for r in report.values()), "urls": state.get("urls"), "components": report}
+
+
+def down(settings: Settings, say: Callable[[str], None] = print, grace: float = 20.0) -> dict:
+    """Stop every recorded process group (SIGTERM, then SIGKILL after ``grace`` seconds) and check
+    that none of the stack's ports still listens."""
+    state = _read_state(settings)
+    if state is None:
+        return {"stopped": []}
+    groups = {name: int(c["pgid"]) for name, c in state["components"].items()}
+    for name, pgid in reversed(list(groups.items())):
+        if _alive(pgid):
+            os.killpg(pgid, signal.SIGTERM)
+            say(f"stopping {name}")
+    deadline = time.monotonic() + grace
+    while any(_alive(p) for p in groups.values()) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    for pgid in groups.values():
+        if _alive(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+    time.sleep(0.3)
+    ports = sorted({int(c["port"]) for c in state["components"].values()})
+    still = [p for p in ports if _listening(p)]
+    state_file(settings).unlink(missing_ok=True)
+    if still:
+        raise StackError(f"stopped the stack's processes, but something still listens on {still}")
+    return {"stopped": list(groups)}
+
+
+class AirflowClient:
+    """The running stack's Airflow REST API (v2), signed in as its admin."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.base = f"http://127.0.0.1:{settings.stack.airflow_port}"
+        self.password = json.loads(password_file(settings).read_text())["admin"]
+        self._token: str | None = None
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        if self._token is None:
+            signed = httpx.post(f"{self.base}/auth/token", json={"username": "admin", "password": self.password},
+                                timeout=30)
+            signed.raise_for_status()
+            self._token = signed.json()["access_token"]
+        answer = httpx.request(method, f"{self.base}/api/v2{path}", timeout=30,
+                               headers={"Authorization": f"Bearer {self._token}"}, **kwargs)
+        answer.raise_for_status()
+        return answer
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> dict:
+        return self.request("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}).json()
+
+    def runs(self, dag_id: str) -> list[dict]:
+        """The DAG's runs, oldest first."""
+        return sorted(self.request("GET", f"/dags/{dag_id}/dagRuns").json()["dag_runs"], key=lambda r: r["run_after"])
+
+    def wait_for_run(self, dag_id: str, number: int = 1, timeout: float = 600.0) -> dict:
+        """The DAG's run ``number`` (1: its first) once finished; TimeoutError when it is not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.runs(dag_id)
+            if len(runs) >= number and runs[number - 1]["state"] in ("success", "failed"):
+                return runs[number - 1]
+            time.sleep(1.0)
+        raise TimeoutError(f"{dag_id} had no finished run #{number} after {timeout:.0f} s")
