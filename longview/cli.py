@@ -295,6 +295,24 @@ def restore() -> None:
     _run_step(pipeline.restore)
 
 
+@app.command()
+def monitor(service_url: Annotated[str | None, typer.Option(help="the service's base URL (default: "
+                                                               "http://127.0.0.1:3000)")] = None) -> None:
+    """The daily check: feature drift (PSI) of the recent days against before, the service's health
+    from its /metrics, and the return rate of users who send feedback. Writes
+    HOME/reports/monitor-TIME.json and an MLflow run (experiment longview-monitor); the last line
+    is the report, with `alarm` and its `reasons`."""
+    from longview.monitoring import monitor as check
+    from longview.service_metrics import check_service_url
+
+    if service_url is not None:
+        try:
+            check_service_url(service_url)
+        except ValueError as exc:
+            _fail(str(exc), 2)
+    _run_step(lambda s: check(s, service_url))
+
+
 def _run_step(step) -> None:
     from longview.online_features import FeatureStoreError
 

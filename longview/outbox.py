@@ -89,6 +89,13 @@ class Outbox:
                                       (batch_id, up_to))
         return cursor.rowcount
 
+    def received(self) -> pd.DataFrame:
+        """Every event the service acknowledged, ingested or pending (canonical text columns and the
+        batch that routed it, None while pending): what came back through /feedback."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(EVENT_COLUMNS)}, batch_id FROM feedback ORDER BY seq").fetchall()
+        return pd.DataFrame(rows, columns=[*EVENT_COLUMNS, "batch_id"], dtype=object)
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             total, pending = self._db.execute(

@@ -239,6 +239,23 @@ class StackSettings(BaseModel):
     start_seconds: float = Field(default=240.0, gt=0, le=3600, description="`up` gives up after this long")
 
 
+class MonitorSettings(BaseModel):
+    """The daily monitor (longview/monitoring.py): ``LONGVIEW_MONITOR__PSI_ALARM=0.2`` and so on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recent_days: float = Field(default=7.0, gt=0, le=365, description="the recent window, before the dataset clock")
+    # PSI's usual reading: under 0.1 stable, 0.1-0.25 a moderate shift, 0.25 and over a significant one.
+    psi_alarm: float = Field(default=0.25, gt=0, le=10, description="a feature's PSI from here up raises the alarm")
+    bins: int = Field(default=10, ge=2, le=100, description="quantile bins of the reference (ties merge bins)")
+    min_rows: int = Field(default=50, ge=1, le=10_000_000, description="fewer values on either side: not compared")
+    fallback_alarm: float = Field(default=0.5, gt=0, le=1, description="share of /recommend answers that fell "
+                                                                          "back from which the alarm is raised")
+    # A handful of requests (a smoke test, a new user's first call) says nothing about a share.
+    min_requests: int = Field(default=20, ge=1, description="fewer /recommend requests: the share is not alarmed on")
+    timeout_seconds: float = Field(default=3.0, gt=0, le=60, description="for reading the service's /metrics")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LONGVIEW_", env_nested_delimiter="__", extra="forbid")
 
@@ -296,6 +313,7 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     # Airflow's metadata database on the production profile (default: `airflow` on postgres_url's server).
     airflow_database_url: str | None = None
+    monitor: MonitorSettings = MonitorSettings()
     # Positive engagement (labels and metrics): clicks and purchases always; a rating from this
     # value up; a view from this dwell up. Sequences still hold every interaction as input.
     positive_min_rating: float = 4.0
