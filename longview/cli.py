@@ -297,7 +297,7 @@ def restore() -> None:
 
 @app.command()
 def monitor(service_url: Annotated[str | None, typer.Option(help="the service's base URL (default: "
-                                                               "http://127.0.0.1:3000)")] = None) -> None:
+                                                               "the stack's, http://127.0.0.1:3000)")] = None) -> None:
     """The daily check: feature drift (PSI) of the recent days against before, the service's health
     from its /metrics, and the return rate of users who send feedback. Writes
     HOME/reports/monitor-TIME.json and an MLflow run (experiment longview-monitor); the last line

@@ -26,7 +26,6 @@ from longview.store import dataset_clock, load_catalogue, load_events
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "longview-monitor"
-DEFAULT_SERVICE_URL = "http://127.0.0.1:3000"
 
 
 @dataclass
@@ -74,7 +73,7 @@ def monitor(settings: Settings, service_url: str | None = None) -> MonitorReport
 
     Raises ValueError for a malformed ``service_url`` or an empty event store; an unreachable
     service, or MLflow, is reported in the report instead."""
-    url = check_service_url(service_url or DEFAULT_SERVICE_URL)
+    url = check_service_url(service_url or settings.service_url)
     options = settings.monitor
     created = datetime.now(timezone.utc)
     events = load_events(settings)

@@ -154,7 +154,10 @@ def monitor() -> dict:
     """Feature drift, the service's fallback rate and latency, online engagement: one report."""
     from longview.monitoring import monitor as check
 
-    report = asdict(check(_settings()))
+    settings = _settings()
+    if not any(settings.events_dir.glob("batch-*.parquet")):
+        raise AirflowSkipException(f"no events stored in {settings.events_dir} yet: nothing to monitor")
+    report = asdict(check(settings))
     print(f"monitor: {'ALARM: ' + '; '.join(report['reasons']) if report['alarm'] else 'no alarm'}")
     return report
 

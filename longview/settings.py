@@ -237,6 +237,9 @@ class StackSettings(BaseModel):
     # cores a third would only slow the other two.
     parallelism: int = Field(default=2, ge=1, le=64)
     start_seconds: float = Field(default=240.0, gt=0, le=3600, description="`up` gives up after this long")
+    # Import the tasks' libraries once in the scheduler, which the LocalExecutor forks task processes
+    # from (longview/airflow_scheduler.py), instead of in every task.
+    preload: bool = True
 
 
 class MonitorSettings(BaseModel):

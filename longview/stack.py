@@ -74,7 +74,8 @@ def components(settings: Settings) -> list[Component]:
     return [
         Component("airflow-api-server", [af, "api-server", "--host", "127.0.0.1", "--port", str(ports.airflow_port),
                                          "--workers", "1"], ports.airflow_port, "/api/v2/monitor/health", airflow),
-        Component("airflow-scheduler", [af, "scheduler", "--skip-serve-logs"], ports.airflow_port, "", airflow),
+        Component("airflow-scheduler", ([sys.executable, "-m", "longview.airflow_scheduler"] if ports.preload
+                                        else [af, "scheduler"]) + ["--skip-serve-logs"], ports.airflow_port, "", airflow),
         Component("airflow-dag-processor", [af, "dag-processor"], ports.airflow_port, "", airflow),
         Component("airflow-triggerer", [af, "triggerer", "--skip-serve-logs"], ports.airflow_port, "", airflow),
         Component("mlflow", [_bin("mlflow"), "server", "--backend-store-uri", settings.tracking_uri,
