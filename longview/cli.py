@@ -29,6 +29,10 @@ def main(home: Annotated[Path | None, typer.Option(help="data home (default: $LO
         if not params.is_file():
             _fail(f"the parameters file {params} does not exist", 2)
         os.environ["LONGVIEW_PARAMS"] = str(params.resolve())
+    try:  # one clear line for a bad value from the environment, a profile or a params file
+        get_settings()
+    except ValueError as exc:
+        _fail(f"invalid settings: {_one_line(exc)}", 2)
     _CREATED[:] = _ensure_databases()
 
 

@@ -11,6 +11,7 @@ import typer
 from longview import pipeline
 from longview.service_process import running_service
 from longview.settings import Settings
+from longview.stack import urls as stack_urls
 
 # A few rows that break the contract, beside good ones, to show quarantine at work.
 BAD_BATCH = """event_id,user_id,item_id,event_type,timestamp,value,session_id
@@ -75,7 +76,9 @@ def run_demo(settings: Settings, epochs: int | None = None) -> None:
     exe = sys.argv[0] if sys.argv and sys.argv[0].endswith("longview") else "longview"
     home = f"--home {settings.home}"
     _step("reopen the UIs on this data")
-    typer.echo(f"  MLflow (runs, plots, registry):  {exe} {home} ui mlflow    -> http://127.0.0.1:5000")
-    typer.echo(f"  Airflow (the loop as a DAG):     {exe} {home} ui airflow   -> http://127.0.0.1:8080")
-    typer.echo(f"  Feast (features):                {exe} {home} ui feast     -> http://127.0.0.1:8888")
-    typer.echo(f"  the service + Swagger page:      {exe} {home} serve        -> http://127.0.0.1:3000")
+    urls = stack_urls(settings)
+    typer.echo(f"  all of them, detached:           {exe} {home} up   (and `down`)")
+    typer.echo(f"  MLflow (runs, plots, registry):  {exe} {home} ui mlflow    -> {urls['mlflow']}")
+    typer.echo(f"  Airflow (the DAGs):              {exe} {home} ui airflow   -> {urls['airflow']}")
+    typer.echo(f"  Feast (features):                {exe} {home} ui feast     -> {urls['feast']}")
+    typer.echo(f"  the service + Swagger page:      {exe} {home} serve        -> {urls['service']}")

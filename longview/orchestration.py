@@ -11,8 +11,10 @@ these, so a one-click run never sets the chain off a second time."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, Param, get_current_context, task
@@ -37,8 +39,14 @@ def report_failure(context) -> None:
 DEFAULT_ARGS: dict[str, Any] = {"retries": 1, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True,
                                 "on_failure_callback": report_failure}
 
+# The trigger forms' fields: each with a description, each validated before a run is made.
 EPOCHS = Param(None, type=["null", "integer"], minimum=0, maximum=1000,
                description="the sequence model's most epochs for this run (empty: the settings')")
+PATH = Param(None, type=["null", "string"], maxLength=4096,
+             description="one more file to validate and ingest (a .csv or .parquet path on the workers' disk)")
+TABLE = Param("events", enum=["events", "items", "users", "tags"], description="the table the path param's file holds")
+TO_VERSION = Param(None, type=["null", "string"], pattern=r"^[1-9][0-9]{0,9}$",
+                   description="the registered version to restore as @champion (empty: the champion before this one)")
 
 
 def _settings():
@@ -53,9 +61,22 @@ def _print_ingested(summaries: list[dict]) -> None:
               f"Data Docs {s['data_docs']}")
 
 
-PATH = Param(None, type=["null", "string"], maxLength=4096,
-             description="one more file to validate and ingest (a .csv or .parquet path on the workers' disk)")
-TABLE = Param("events", enum=["events", "items", "users", "tags"], description="the table the path param's file holds")
+def given_file(path: str | None) -> Path | None:
+    """The ``path`` param as a file to ingest (None: none given). Raises ValueError, naming the
+    value, for anything but an existing .csv or .parquet file."""
+    if path is None or not str(path).strip():
+        return None
+    problem = f"the path param {str(path)[:200]!r} is not a .csv or .parquet file readable here"
+    if "\x00" in path:
+        raise ValueError(problem)
+    file = Path(path).expanduser()
+    try:
+        readable = file.is_file() and file.suffix in (".csv", ".parquet") and os.access(file, os.R_OK)
+    except OSError:  # a name too long, a loop of links
+        readable = False
+    if not readable:
+        raise ValueError(problem)
+    return file
 
 
 @task(execution_timeout=timedelta(minutes=30), retries=0)
@@ -63,8 +84,6 @@ def ingest(skip_when_empty: bool = False) -> list[dict]:
     """Validate the landing folder, the service's feedback outbox and the ``path`` param's file. A
     contract failure fails the task with the Data Docs link in its message (rows kept in
     quarantine). With ``skip_when_empty``, a run that accepted nothing is skipped: no asset event."""
-    from pathlib import Path
-
     from longview.ingestion import BatchRejected
     from longview.pipeline import ingest_file, ingest_landing
 
@@ -73,9 +92,7 @@ def ingest(skip_when_empty: bool = False) -> list[dict]:
     path, table = params.get("path"), params.get("table", "events")
     summaries: list[dict] = []
     try:
-        file = Path(path) if path else None
-        if file is not None and (not file.is_file() or file.suffix not in (".csv", ".parquet")):
-            raise ValueError(f"the path param {path!r} is not a .csv or .parquet file readable here")
+        file = given_file(path)
         summaries += ingest_landing(settings)  # first: a catalogue file there may bring the items `path` names
         if file is not None:
             summaries.append({"file": file.name, **ingest_file(settings, file, table).summary()})
@@ -131,10 +148,6 @@ def deployed(decision: dict) -> dict:
     settings = _settings()
     version = decision["champion"]
     return wait_serving(settings, version, timeout=max(60.0, 20 * settings.serving.poll_seconds))
-
-
-TO_VERSION = Param(None, type=["null", "string"], pattern=r"^[1-9][0-9]{0,9}$",
-                   description="the registered version to restore as @champion (empty: the champion before this one)")
 
 
 @task(execution_timeout=timedelta(minutes=30), retries=0)

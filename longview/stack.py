@@ -89,7 +89,11 @@ def components(settings: Settings) -> list[Component]:
     ]
 
 
-def _alive(pgid: int) -> bool:
+def _alive(pgid: int, created: float | None = None) -> bool:
+    """Whether the process group led by ``pgid`` still runs, and (given ``created``) is led by the
+    process that was started then, not by a later one that reuses the number."""
+    import psutil
+
     try:  # reap it if it is this process's own child (an `up` that failed), or it lingers as a zombie
         os.waitpid(pgid, os.WNOHANG)
     except ChildProcessError:
@@ -99,8 +103,13 @@ def _alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
+        return False  # not ours
+    if created is None:
         return True
-    return True
+    try:
+        return abs(psutil.Process(pgid).create_time() - created) < 1.0
+    except psutil.Error:  # the leader is gone; its group's members carry on
+        return True
 
 
 def _listening(port: int) -> bool:
@@ -110,20 +119,27 @@ def _listening(port: int) -> bool:
 
 
 def _read_state(settings: Settings) -> dict | None:
+    """The recorded stack, or None where there is none or the file is not one this module wrote (a
+    damaged file never names a process to signal)."""
     path = state_file(settings)
     if not path.exists():
         return None
     try:
         state = json.loads(path.read_text())
-        return state if isinstance(state, dict) and isinstance(state.get("components"), dict) else None
-    except (OSError, json.JSONDecodeError):
+        components = state["components"]
+        for entry in components.values():
+            if not (type(entry["pgid"]) is int and entry["pgid"] > 1 and type(entry["port"]) is int
+                    and isinstance(entry["created"], float)):
+                return None
+        return state
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def running(settings: Settings) -> dict[str, int]:
     """The recorded components whose process groups are still alive, by name."""
     state = _read_state(settings) or {"components": {}}
-    return {name: c["pgid"] for name, c in state["components"].items() if _alive(int(c["pgid"]))}
+    return {name: c["pgid"] for name, c in state["components"].items() if _alive(c["pgid"], c["created"])}
 
 
 def urls(settings: Settings) -> dict[str, str]:
@@ -174,6 +190,8 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> dict:
         raise StackError(f"port(s) {', '.join(map(str, taken))} on 127.0.0.1 are taken by another program: stop it "
                          f"or choose others with LONGVIEW_STACK__AIRFLOW_PORT, __MLFLOW_PORT, __FEAST_PORT, "
                          f"__SERVICE_PORT")
+    import psutil
+
     _prepare(settings, say)
     logs = settings.home / "stack" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -183,7 +201,8 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> dict:
             with open(logs / f"{c.name}.log", "ab") as log:
                 process = subprocess.Popen(c.argv, env=c.env, cwd=c.cwd or settings.home, stdout=log,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-            state["components"][c.name] = {"pgid": process.pid, "port": c.port, "log": str(logs / f"{c.name}.log")}
+            state["components"][c.name] = {"pgid": process.pid, "port": c.port, "log": str(logs / f"{c.name}.log"),
+                                           "created": psutil.Process(process.pid).create_time()}
             state_file(settings).write_text(json.dumps(state, indent=2))
             say(f"started {c.name} (pid {process.pid})")
         _wait_healthy(settings, parts, say)
@@ -221,7 +240,7 @@ def status(settings: Settings) -> dict:
     parts = {c.name: c for c in components(settings)}
     report = {}
     for name, info in state["components"].items():
-        alive = _alive(int(info["pgid"]))
+        alive = _alive(info["pgid"], info["created"])
         healthy = alive and name in parts and _healthy(parts[name])
         report[name] = {"pid": info["pgid"], "alive": alive, "healthy": healthy, "log": info.get("log")}
     return {"running": any(r["alive"] for r in report.values()), "urls": state.get("urls"), "components": report}
@@ -233,11 +252,10 @@ def down(settings: Settings, say: Callable[[str], None] = print, grace: float = 
     state = _read_state(settings)
     if state is None:
         return {"stopped": []}
-    groups = {name: int(c["pgid"]) for name, c in state["components"].items()}
+    groups = {name: c["pgid"] for name, c in state["components"].items() if _alive(c["pgid"], c["created"])}
     for name, pgid in reversed(list(groups.items())):
-        if _alive(pgid):
-            os.killpg(pgid, signal.SIGTERM)
-            say(f"stopping {name}")
+        os.killpg(pgid, signal.SIGTERM)
+        say(f"stopping {name}")
     deadline = time.monotonic() + grace
     while any(_alive(p) for p in groups.values()) and time.monotonic() < deadline:
         time.sleep(0.3)
@@ -245,7 +263,7 @@ def down(settings: Settings, say: Callable[[str], None] = print, grace: float = 
         if _alive(pgid):
             os.killpg(pgid, signal.SIGKILL)
     time.sleep(0.3)
-    ports = sorted({int(c["port"]) for c in state["components"].values()})
+    ports = sorted({c["port"] for c in state["components"].values()})
     still = [p for p in ports if _listening(p)]
     state_file(settings).unlink(missing_ok=True)
     if still:

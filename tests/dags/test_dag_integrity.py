@@ -1,6 +1,6 @@
 """Every DAG file imports cleanly and quickly, without the heavy libraries at parse time, and every
-DAG and task carries what operators rely on: tags, docs, retries with a delay, time limits, and a
-failure callback that says what failed."""
+DAG and task carries what operators rely on: tags, docs, described params, retries with a delay,
+time limits, and a failure callback that says what failed; the assets chain the DAGs in order."""
 
 from __future__ import annotations
 
@@ -49,6 +49,8 @@ def test_every_dag_and_task_is_documented_bounded_and_retried_sensibly(bag):
         assert dag.tags and "longview" in dag.tags, dag_id
         assert dag.doc_md and len(dag.doc_md) > 40, dag_id
         assert dag.catchup is False and dag.max_active_runs == 1, dag_id
+        for name in dag.params:  # the trigger form shows each param's description beside its field
+            assert dag.params.get_param(name).description, f"{dag_id}'s param {name} has no description"
         for task in dag.tasks:
             where = f"{dag_id}.{task.task_id}"
             assert task.execution_timeout is not None, f"{where} has no time limit"
@@ -57,11 +59,23 @@ def test_every_dag_and_task_is_documented_bounded_and_retried_sensibly(bag):
                 assert task.retry_delay.total_seconds() >= 10 and task.retry_exponential_backoff, where
 
 
-@pytest.mark.parametrize("value", [-1, 1001, "five", 2.5, True, [3]])
-def test_the_trigger_forms_epochs_refuses_what_is_not_a_small_count(bag, value):
-    from airflow.sdk.definitions.param import ParamValidationError
+def test_the_assets_chain_the_dags_in_the_loops_order(bag):
+    """Each DAG's schedule consumes what the step before it emits, and the one-click loop emits none
+    of them (it would set the chain off a second time)."""
+    def emitted(dag_id: str) -> set[str]:
+        return {outlet.uri for task in bag.dags[dag_id].tasks for outlet in task.outlets}
 
-    epochs = bag.dags["longview_loop"].params.get_param("epochs")
-    assert epochs.resolve(None) is None and epochs.resolve(5) == 5
-    with pytest.raises(ParamValidationError):
-        epochs.resolve(value)
+    def consumed(dag_id: str) -> set[str]:
+        def uris(condition) -> set[str]:  # an asset, or an all/any of them
+            return {condition.uri} if hasattr(condition, "uri") else set().union(*map(uris, condition.objects))
+
+        condition = getattr(bag.dags[dag_id].timetable, "asset_condition", None)
+        return uris(condition) if condition is not None else set()
+
+    chain = ["ingest_validate", "build_features", "train_evaluate_register", "promote_deploy"]
+    for before, after in zip(chain, chain[1:]):
+        assert emitted(before) and emitted(before) <= consumed(after), (before, after)
+    assert emitted("monitor") <= consumed("train_evaluate_register"), "the drift alarm retrains"
+    assert emitted("rollback") == emitted("promote_deploy"), "a rollback moves the same champion"
+    assert emitted("longview_loop") == set()
+    assert consumed("ingest_validate") == consumed("monitor") == consumed("longview_loop") == set()

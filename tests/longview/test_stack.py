@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -106,6 +107,43 @@ def _group_members(pgid: int) -> list[psutil.Process]:
         except (ProcessLookupError, psutil.Error):
             continue
     return members
+
+
+def _ports_env(home: Path) -> dict[str, str]:
+    return {"LONGVIEW_HOME": str(home), **{f"LONGVIEW_STACK__{name}_PORT": str(free_port())
+                                           for name in ("AIRFLOW", "MLFLOW", "FEAST", "SERVICE")}}
+
+
+def test_up_refuses_a_port_another_program_holds_and_starts_nothing(tmp_path):
+    env = _ports_env(tmp_path / "home")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(env["LONGVIEW_STACK__MLFLOW_PORT"])))
+        taken.listen()
+        up = longview("up", env=env)
+    assert up.returncode == 1 and env["LONGVIEW_STACK__MLFLOW_PORT"] in up.stderr and "LONGVIEW_STACK__" in up.stderr
+    assert not (tmp_path / "home" / "stack" / "stack.json").exists()
+    assert last_json(longview("status", env=env).stdout) == {"running": False, "components": {}}
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "http", "-1"])
+def test_a_port_setting_out_of_range_is_a_clear_error(tmp_path, port):
+    up = longview("up", env={**_ports_env(tmp_path / "home"), "LONGVIEW_STACK__SERVICE_PORT": port})
+    assert up.returncode != 0 and "service_port" in up.stderr and "Traceback" not in up.stderr
+
+
+@pytest.mark.parametrize("content", ["", "{", "[]", '{"components": 3}', '{"components": {"x": {"pgid": "1"}}}',
+                                     "\x00\xff"])
+def test_a_damaged_state_file_reads_as_no_stack(tmp_path, content):
+    """`status` and `down` never trust a state file they cannot read, nor signal what it names
+    without the fields they need."""
+    env = _ports_env(tmp_path / "home")
+    state = tmp_path / "home" / "stack" / "stack.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(content)
+    status = longview("status", env=env)
+    assert status.returncode == 0 and last_json(status.stdout)["running"] in (False,), status.stderr
+    down = longview("down", env=env)
+    assert down.returncode == 0, down.stderr
 
 
 def test_up_serves_every_part_on_loopback_and_refuses_a_second_up(stack):
