@@ -10,33 +10,17 @@ promoted version. The stack's start-up is reported apart."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from longview.settings import Settings, get_settings
+from longview.settings import Settings, environment, get_settings
 
 # What both runs train with (set in the environment, so the stack's task processes read it too):
 # one network and a bounded number of epochs keep the loop to minutes on two cores; the model must
 # still pass the gate, which it checks against popularity and every other baseline.
 PIPELINE_SETTINGS = {"LONGVIEW_SEQUENCE__ENSEMBLE": "1", "LONGVIEW_SEQUENCE__EPOCHS": "30",
                      "LONGVIEW_SERVING__POLL_SECONDS": "1", "LONGVIEW_SERVING__WARM_SECONDS": "0"}
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def write_landing(settings: Settings, dataset: str, source: Path | None) -> dict[str, int]:
@@ -130,7 +114,7 @@ def pipeline(settings: Settings, root: Path | None = None, dataset: str = "ml-10
              source: Path | None = None) -> Iterator[str]:
     from longview.bench import bench_home
 
-    with _environment(PIPELINE_SETTINGS):
+    with environment(PIPELINE_SETTINGS):
         a = bench_home(get_settings(data_dir=settings.data_dir), "pipeline-direct", root)
         b = bench_home(get_settings(data_dir=settings.data_dir), "pipeline-airflow", root)
         for home in (a, b):

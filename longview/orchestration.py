@@ -69,7 +69,7 @@ def given_file(path: str | None) -> Path | None:
     problem = f"the path param {str(path)[:200]!r} is not a .csv or .parquet file readable here"
     if "\x00" in path:
         raise ValueError(problem)
-    file = Path(path).expanduser()
+    file = Path(path)  # literal: no ~ expansion (the workers may run as another user)
     try:
         readable = file.is_file() and file.suffix in (".csv", ".parquet") and os.access(file, os.R_OK)
     except OSError:  # a name too long, a loop of links

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 import re
 from functools import cached_property
 from pathlib import Path
@@ -481,6 +483,21 @@ class Settings(BaseSettings):
                   self.features_dir, self.train_dir, self.feast_dir, self.artifacts_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.quarantine_dir.chmod(0o700)  # it holds rows as received, raw ids included
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in os.environ for the block (what children started in it inherit), then as before."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def get_settings(**overrides: object) -> Settings:

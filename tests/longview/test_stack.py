@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from longview.service_process import free_port
-from longview.settings import Settings, get_settings
+from longview.settings import Settings, environment, get_settings
 from longview.stack import AirflowClient
 from tests.conftest import SMALL_WORLD, last_json, longview, require_servers
 
@@ -86,16 +86,8 @@ def stack(tmp_path_factory):
 
 def settings_of_stack(env: dict[str, str]) -> Settings:
     """The settings the stack's processes read from ``env``."""
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
+    with environment(env):
         return get_settings()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _group_members(pgid: int) -> list[psutil.Process]:
