@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -24,8 +24,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 REGISTERED_MODEL = "longview-recommender"
 # The models of training/models (its MODELS registry; a test keeps the two lists equal).
-MODEL_NAMES = ("popularity", "recent_popularity", "ease", "item_knn", "sequence", "engagement")
 ModelName = Literal["popularity", "recent_popularity", "ease", "item_knn", "sequence", "engagement"]
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 
 
 def _profile_file() -> Path | None:

@@ -195,6 +195,11 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> dict:
     _prepare(settings, say)
     logs = settings.home / "stack" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    for folder in (logs.parent, logs):  # the API server's log prints the admin password on first start
+        folder.chmod(0o700)
+    password = password_file(settings)
+    password.touch(mode=0o600)  # Airflow appends to it and keeps its mode: never readable by others
+    password.chmod(0o600)
     state: dict = {"started": time.time(), "components": {}, "urls": urls(settings)}
     try:
         for c in parts:
@@ -209,9 +214,6 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> dict:
     except BaseException:
         down(settings, say=lambda _: None)
         raise
-    password = password_file(settings)
-    if password.exists():
-        password.chmod(0o600)  # the admin's password: the owner's eyes only
     return {"home": str(settings.home), "profile": settings.profile, "urls": urls(settings),
             "airflow_user": "admin", "airflow_password_file": str(password), "logs": str(logs)}
 

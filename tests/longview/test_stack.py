@@ -146,6 +146,7 @@ def test_up_serves_every_part_on_loopback_and_refuses_a_second_up(stack):
     assert all(c["alive"] and c["healthy"] for c in status["components"].values()), status
     password_file = stack.home / "airflow" / "simple_auth_manager_passwords.json.generated"
     assert password_file.stat().st_mode & 0o777 == 0o600
+    assert (stack.home / "stack" / "logs").stat().st_mode & 0o777 == 0o700, "the API server's log holds it too"
     # Every socket the stack listens on is on 127.0.0.1: no log server, no UI on all interfaces.
     listening = set()
     for component in status["components"].values():

@@ -471,8 +471,7 @@ class SequenceModel(Recommender):
             for member in self.nets:
                 if member.training:  # eval() walks every submodule: not on each request
                     member.eval()
-            if self._tables is None:  # once per loaded model, not per request
-                self._tables = [member.item_table() for member in self.nets]
+            self._item_tables()
             parts = []
             for start in range(0, len(queries), SCORE_BATCH):
                 part = queries.slice(start, start + SCORE_BATCH)
@@ -498,14 +497,20 @@ class SequenceModel(Recommender):
             for member in self.nets:
                 if member.training:
                     member.eval()
-            if self._tables is None:
-                self._tables = [member.item_table() for member in self.nets]
+            self._item_tables()
             for history in histories:
                 if stop():
                     break
                 self._history_states([history])
                 done += 1
         return done
+
+    def _item_tables(self) -> list[torch.Tensor]:
+        """Each network's item table, built once per loaded model, not per request (and again after
+        a fit changes the weights); call under inference_mode."""
+        if self._tables is None:
+            self._tables = [member.item_table() for member in self.nets]
+        return self._tables
 
     def _scoring_tables(self) -> list:
         """What each network scores the catalogue against: its item table, or from
@@ -552,8 +557,7 @@ class SequenceModel(Recommender):
         features = anchor_features(np.asarray(queries.now, dtype=np.float64), queries.profiles, self.profile_width)
         curves = []
         with torch.inference_mode():
-            if self._tables is None:
-                self._tables = [member.item_table() for member in self.nets]
+            self._item_tables()
             for start in range(0, len(queries), SCORE_BATCH):
                 part = queries.slice(start, start + SCORE_BATCH)
                 width = max(1, min(net.max_len, max((len(h) for h in part.histories), default=1)))
@@ -579,8 +583,7 @@ class SequenceModel(Recommender):
                                 else np.zeros(0, dtype=np.int64))
         chosen = torch.from_numpy(np.asarray(candidates, dtype=np.int64))
         with torch.inference_mode():
-            if self._tables is None:
-                self._tables = [member.item_table() for member in self.nets]
+            self._item_tables()
             survival = sum(member.value_head.survival(member.value_head(member.encode_appended(kept, chosen, table), side))
                            for member, table in zip(self.nets, self._tables, strict=True)) / len(self.nets)
         return forecast(survival, edges, float(self.value["return_days"]))
