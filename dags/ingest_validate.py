@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from airflow.sdk import CronTriggerTimetable, dag
 
-from longview.orchestration import DEFAULT_ARGS, EVENTS, PATH, TABLE, ingest
+from longview.orchestration import DEFAULT_ARGS, EVENTS, NO_CATCH_UP, PATH, TABLE, ingest
 
 
-@dag(dag_id="ingest_validate", schedule=CronTriggerTimetable("@hourly", timezone="UTC"),
+@dag(dag_id="ingest_validate",
+     schedule=CronTriggerTimetable("@hourly", timezone="UTC", run_immediately=NO_CATCH_UP),
      catchup=False, max_active_runs=1, is_paused_upon_creation=False,
      default_args=DEFAULT_ARGS, params={"path": PATH, "table": TABLE}, tags=["longview", "data"], doc_md=__doc__)
 def ingest_validate() -> None:

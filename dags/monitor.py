@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from airflow.sdk import CronTriggerTimetable, dag
 
-from longview.orchestration import DEFAULT_ARGS, DRIFT_ALARM, drift_alarm, monitor as check
+from longview.orchestration import DEFAULT_ARGS, DRIFT_ALARM, NO_CATCH_UP, drift_alarm, monitor as check
 
 
-@dag(dag_id="monitor", schedule=CronTriggerTimetable("@daily", timezone="UTC"),
+@dag(dag_id="monitor", schedule=CronTriggerTimetable("@daily", timezone="UTC", run_immediately=NO_CATCH_UP),
      catchup=False, max_active_runs=1, is_paused_upon_creation=False, default_args=DEFAULT_ARGS,
      tags=["longview", "monitoring"], doc_md=__doc__)
 def monitor() -> None:

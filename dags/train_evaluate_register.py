@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag
 
-from longview.orchestration import CHALLENGER, DEFAULT_ARGS, DRIFT_ALARM, EPOCHS, FEATURES, train
+from longview.orchestration import CHALLENGER, DEFAULT_ARGS, DRIFT_ALARM, EPOCHS, FEATURES, NO_CATCH_UP, train
 
 
 @dag(dag_id="train_evaluate_register",
-     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("@weekly", timezone="UTC"),
+     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("@weekly", timezone="UTC",
+                                                                 run_immediately=NO_CATCH_UP),
                                   assets=FEATURES | DRIFT_ALARM),
      catchup=False, max_active_runs=1, is_paused_upon_creation=False,
      default_args=DEFAULT_ARGS, params={"epochs": EPOCHS}, tags=["longview", "training"], doc_md=__doc__)

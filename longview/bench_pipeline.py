@@ -66,10 +66,10 @@ def through_airflow(settings: Settings) -> dict:
     try:
         airflow = AirflowClient(settings)
         started = time.monotonic()
-        airflow.trigger("ingest_validate")
+        triggered = airflow.trigger("ingest_validate")["dag_run_id"]
         runs = {}
         for dag_id in ("ingest_validate", "build_features", "train_evaluate_register", "promote_deploy"):
-            run = airflow.wait_for_run(dag_id, timeout=1800)
+            run = airflow.wait_for_run(dag_id, triggered if dag_id == "ingest_validate" else None, timeout=1800)
             runs[dag_id] = {"state": run["state"], "seconds": _run_seconds(run)}
             print(f"airflow: {dag_id} {run['state']} in {runs[dag_id]['seconds']} s", flush=True)
             if run["state"] != "success":

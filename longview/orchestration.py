@@ -35,6 +35,11 @@ def report_failure(context) -> None:
           f"promotion's reason is in LONGVIEW_HOME/registry/audit.jsonl.")
 
 
+# A timetable's first run waits for its next tick. Airflow's default runs the tick just past when
+# the stack starts within a tenth of the interval after it: a Monday-morning `up` would retrain
+# at once on the weekly schedule.
+NO_CATCH_UP = timedelta(0)
+
 # Retries only where a retry is safe: every step is idempotent (train by its run's key).
 DEFAULT_ARGS: dict[str, Any] = {"retries": 1, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True,
                                 "on_failure_callback": report_failure}
@@ -53,6 +58,12 @@ def _settings():
     from longview.settings import get_settings
 
     return get_settings()
+
+
+def _stored_events(settings) -> None:
+    """Skip the task (not fail it) on a data home with no events yet: a fresh stack's schedules."""
+    if not any(settings.events_dir.glob("batch-*.parquet")):
+        raise AirflowSkipException(f"no events stored in {settings.events_dir} yet: nothing to work on")
 
 
 def _print_ingested(summaries: list[dict]) -> None:
@@ -112,7 +123,9 @@ def features() -> dict:
     """Feature tables, `feast apply`, incremental materialisation (and the online store's check)."""
     from longview.pipeline import build_features
 
-    return asdict(build_features(_settings(), progress=False))
+    settings = _settings()
+    _stored_events(settings)
+    return asdict(build_features(settings, progress=False))
 
 
 @task(execution_timeout=timedelta(hours=2))
@@ -121,8 +134,10 @@ def train() -> dict:
     the version its run registered (tagged with the run's key) instead of registering a second."""
     from longview.pipeline import train as train_step
 
+    settings = _settings()
+    _stored_events(settings)
     context = get_current_context()
-    return asdict(train_step(_settings(), context["params"].get("epochs"),
+    return asdict(train_step(settings, context["params"].get("epochs"),
                              run_key=f"airflow:{context['dag'].dag_id}:{context['run_id']}"))
 
 
@@ -168,8 +183,7 @@ def monitor() -> dict:
     from longview.monitoring import monitor as check
 
     settings = _settings()
-    if not any(settings.events_dir.glob("batch-*.parquet")):
-        raise AirflowSkipException(f"no events stored in {settings.events_dir} yet: nothing to monitor")
+    _stored_events(settings)
     report = asdict(check(settings))
     print(f"monitor: {'ALARM: ' + '; '.join(report['reasons']) if report['alarm'] else 'no alarm'}")
     return report

@@ -4,8 +4,9 @@ Airflow runs as its separate components (API server, scheduler, DAG processor, t
 LocalExecutor; the scheduler and triggerer skip their log servers, because Airflow 3's binds every
 interface and no setting changes it (the API server reads the task logs from the shared folder
 instead). Beside them: the MLflow server, the Feast UI and the BentoML service. Each component leads
-a process group of its own, recorded in HOME/stack/stack.json, so `down` stops all of its children
-too; their output goes to HOME/stack/logs/."""
+a session of its own, recorded in HOME/stack/stack.json with its start time, so `down` stops all
+of its processes, task runners in their own process groups included; their output goes to
+HOME/stack/logs/."""
 
 from __future__ import annotations
 
@@ -89,27 +90,45 @@ def components(settings: Settings) -> list[Component]:
     ]
 
 
-def _alive(pgid: int, created: float | None = None) -> bool:
-    """Whether the process group led by ``pgid`` still runs, and (given ``created``) is led by the
-    process that was started then, not by a later one that reuses the number."""
+def members(leader: int) -> list[int]:
+    """The live processes of the session ``leader`` began (each component starts one): its own
+    process group and any group a member made (Airflow's task runners take their own)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getsid(process.pid) == leader:
+                found.append(process.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def _alive(leader: int, created: float) -> bool:
+    """Whether the session ``leader`` began still has live processes, and the leader (while it
+    runs) is the process started then, not a later one that reuses the number."""
     import psutil
 
     try:  # reap it if it is this process's own child (an `up` that failed), or it lingers as a zombie
-        os.waitpid(pgid, os.WNOHANG)
+        os.waitpid(leader, os.WNOHANG)
     except ChildProcessError:
         pass
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False  # not ours
-    if created is None:
-        return True
-    try:
-        return abs(psutil.Process(pgid).create_time() - created) < 1.0
-    except psutil.Error:  # the leader is gone; its group's members carry on
-        return True
+        process = psutil.Process(leader)
+        if process.status() != psutil.STATUS_ZOMBIE:
+            return abs(process.create_time() - created) < 1.0
+    except psutil.Error:
+        pass
+    return bool(members(leader))
+
+
+def _signal(leader: int, sig: signal.Signals) -> None:
+    for pid in members(leader):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _listening(port: int) -> bool:
@@ -137,7 +156,7 @@ def _read_state(settings: Settings) -> dict | None:
 
 
 def running(settings: Settings) -> dict[str, int]:
-    """The recorded components whose process groups are still alive, by name."""
+    """The recorded components whose sessions still run, by name."""
     state = _read_state(settings) or {"components": {}}
     return {name: c["pgid"] for name, c in state["components"].items() if _alive(c["pgid"], c["created"])}
 
@@ -249,28 +268,28 @@ def status(settings: Settings) -> dict:
 
 
 def down(settings: Settings, say: Callable[[str], None] = print, grace: float = 20.0) -> dict:
-    """Stop every recorded process group (SIGTERM, then SIGKILL after ``grace`` seconds) and check
-    that none of the stack's ports still listens."""
+    """Stop every process of every recorded component's session (SIGTERM, then SIGKILL after
+    ``grace`` seconds) and check that none of the stack's ports still listens."""
     state = _read_state(settings)
     if state is None:
         return {"stopped": []}
-    groups = {name: c["pgid"] for name, c in state["components"].items() if _alive(c["pgid"], c["created"])}
-    for name, pgid in reversed(list(groups.items())):
-        os.killpg(pgid, signal.SIGTERM)
+    leaders = {name: c["pgid"] for name, c in state["components"].items() if _alive(c["pgid"], c["created"])}
+    for name, leader in reversed(list(leaders.items())):
+        _signal(leader, signal.SIGTERM)
         say(f"stopping {name}")
-    deadline = time.monotonic() + grace
-    while any(_alive(p) for p in groups.values()) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    for pgid in groups.values():
-        if _alive(pgid):
-            os.killpg(pgid, signal.SIGKILL)
-    time.sleep(0.3)
+    for sig, wait in ((signal.SIGKILL, grace), (None, 10.0)):  # then what is left, and until it is gone
+        deadline = time.monotonic() + wait
+        while any(members(leader) for leader in leaders.values()) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        if sig is not None:
+            for leader in leaders.values():
+                _signal(leader, sig)
     ports = sorted({c["port"] for c in state["components"].values()})
     still = [p for p in ports if _listening(p)]
     state_file(settings).unlink(missing_ok=True)
     if still:
         raise StackError(f"stopped the stack's processes, but something still listens on {still}")
-    return {"stopped": list(groups)}
+    return {"stopped": list(leaders)}
 
 
 class AirflowClient:
@@ -299,12 +318,13 @@ class AirflowClient:
         """The DAG's runs, oldest first."""
         return sorted(self.request("GET", f"/dags/{dag_id}/dagRuns").json()["dag_runs"], key=lambda r: r["run_after"])
 
-    def wait_for_run(self, dag_id: str, number: int = 1, timeout: float = 600.0) -> dict:
-        """The DAG's run ``number`` (1: its first) once finished; TimeoutError when it is not."""
+    def wait_for_run(self, dag_id: str, run_id: str | None = None, timeout: float = 600.0) -> dict:
+        """The run ``run_id`` of the DAG (None: its latest, once it has one) when it has finished;
+        TimeoutError when it does not in time."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = self.runs(dag_id)
-            if len(runs) >= number and runs[number - 1]["state"] in ("success", "failed"):
-                return runs[number - 1]
+            runs = [r for r in self.runs(dag_id) if run_id is None or r["dag_run_id"] == run_id]
+            if runs and runs[-1]["state"] in ("success", "failed"):
+                return runs[-1]
             time.sleep(1.0)
-        raise TimeoutError(f"{dag_id} had no finished run #{number} after {timeout:.0f} s")
+        raise TimeoutError(f"{dag_id} had no finished run {run_id or ''} after {timeout:.0f} s")

@@ -79,3 +79,19 @@ def test_the_assets_chain_the_dags_in_the_loops_order(bag):
     assert emitted("rollback") == emitted("promote_deploy"), "a rollback moves the same champion"
     assert emitted("longview_loop") == set()
     assert consumed("ingest_validate") == consumed("monitor") == consumed("longview_loop") == set()
+
+
+def test_a_fresh_stack_waits_for_each_schedules_next_tick(bag, monkeypatch):
+    """Started a minute after a tick, no scheduled DAG runs the tick it missed: Airflow's default
+    would (within a tenth of the interval), so a Sunday `longview up` would retrain at once."""
+    import pendulum
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+    from airflow.timetables import trigger
+
+    just_after = pendulum.datetime(2026, 11, 29, 0, 1, tz="UTC")  # a Sunday: hourly, daily and weekly ticks at 00:00
+    monkeypatch.setattr(trigger, "utcnow", lambda: just_after)
+    for dag_id in ("ingest_validate", "monitor", "train_evaluate_register"):
+        timetable = decode_timetable(encode_timetable(bag.dags[dag_id].timetable))
+        clock = getattr(timetable, "timetable", timetable)  # an asset-or-time schedule's clock
+        assert clock._calc_first_run() > just_after, dag_id

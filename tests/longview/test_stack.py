@@ -7,7 +7,6 @@ its own, all removed afterwards. The tests run in file order: `down` is the last
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import time
@@ -23,7 +22,7 @@ import redis
 
 from longview.service_process import free_port
 from longview.settings import Settings, environment, get_settings
-from longview.stack import AirflowClient
+from longview.stack import AirflowClient, members
 from tests.conftest import SMALL_WORLD, last_json, longview, require_servers
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -39,9 +38,9 @@ class Stack:
     password: str
     airflow: AirflowClient
 
-    def wait_for_run(self, dag_id: str, timeout: float = 300.0) -> dict:
+    def wait_for_run(self, dag_id: str, run_id: str | None = None, timeout: float = 300.0) -> dict:
         try:
-            return self.airflow.wait_for_run(dag_id, timeout=timeout)
+            return self.airflow.wait_for_run(dag_id, run_id, timeout=timeout)
         except TimeoutError as exc:
             pytest.fail(f"{exc}: {self.airflow.runs(dag_id)}")
 
@@ -88,17 +87,6 @@ def settings_of_stack(env: dict[str, str]) -> Settings:
     """The settings the stack's processes read from ``env``."""
     with environment(env):
         return get_settings()
-
-
-def _group_members(pgid: int) -> list[psutil.Process]:
-    members = []
-    for process in psutil.process_iter():
-        try:
-            if os.getpgid(process.pid) == pgid:
-                members.append(process)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return members
 
 
 def _ports_env(home: Path) -> dict[str, str]:
@@ -150,8 +138,12 @@ def test_up_serves_every_part_on_loopback_and_refuses_a_second_up(stack):
     # Every socket the stack listens on is on 127.0.0.1: no log server, no UI on all interfaces.
     listening = set()
     for component in status["components"].values():
-        for process in _group_members(component["pid"]):
-            for conn in process.net_connections(kind="inet"):
+        for pid in members(component["pid"]):
+            try:
+                connections = psutil.Process(pid).net_connections(kind="inet")
+            except psutil.Error:  # ended meanwhile
+                continue
+            for conn in connections:
                 if conn.status == psutil.CONN_LISTEN:
                     listening.add((conn.laddr.ip, conn.laddr.port))
     assert listening and {ip for ip, _ in listening} == {"127.0.0.1"}, listening
@@ -166,11 +158,14 @@ def test_a_rest_trigger_runs_the_asset_chain_to_a_served_champion(stack):
     """A fresh file given to ingest_validate through the REST API; the scheduler runs the chain by
     its assets; the service answers with the champion it produced."""
     started = time.monotonic()
-    stack.airflow.trigger("ingest_validate", {"path": str(stack.files / "events-002.csv")})
-    for dag_id in ("ingest_validate", "build_features", "train_evaluate_register", "promote_deploy"):
+    triggered = stack.airflow.trigger("ingest_validate", {"path": str(stack.files / "events-002.csv")})
+    done = stack.wait_for_run("ingest_validate", triggered["dag_run_id"])
+    assert done["state"] == "success" and done["run_type"] == "manual", done
+    for dag_id in ("build_features", "train_evaluate_register", "promote_deploy"):
         done = stack.wait_for_run(dag_id)
-        assert done["state"] == "success", (dag_id, done)
-        assert done["run_type"] == ("manual" if dag_id == "ingest_validate" else "asset_triggered"), (dag_id, done)
+        assert done["state"] == "success" and done["run_type"] == "asset_triggered", (dag_id, done)
+    assert [r["run_type"] for r in stack.airflow.runs("train_evaluate_register")] == ["asset_triggered"], \
+        "nothing but the assets started training: no catch-up run of the weekly schedule"
     print(f"REST trigger to deployed champion: {time.monotonic() - started:.0f} s")
     from training.tracking import CHAMPION, alias_version, mlflow_client
 
@@ -207,7 +202,7 @@ def test_the_airflow_ui_logs_in_unpauses_and_triggers_the_loop(stack):
             dialog.get_by_role("spinbutton").fill("2")  # the epochs param, through the form
             dialog.get_by_role("button", name="Trigger").click()
             expect(dialog).to_be_hidden()
-            done = stack.wait_for_run("longview_loop")
+            done = stack.wait_for_run("longview_loop", timeout=600)
             assert done["state"] == "success" and done["conf"].get("epochs") == 2, done
             page.goto(f"{base}/dags/longview_loop/runs")
             expect(page.get_by_text("success").first).to_be_visible(timeout=30_000)
@@ -220,7 +215,7 @@ def test_down_stops_everything_and_leaves_nothing_listening(stack):
     pids = [c["pid"] for c in last_json(longview("status", env=stack.env).stdout)["components"].values()]
     down = longview("down", env=stack.env)
     assert down.returncode == 0, down.stderr
-    assert not any(_group_members(pgid) for pgid in pids)
+    assert not any(members(leader) for leader in pids), "a process of the stack outlived `down`"
     for url in stack.urls.values():
         with pytest.raises(httpx.ConnectError):
             httpx.get(url, timeout=3)
