@@ -191,14 +191,10 @@ def log_run(settings: Settings, report: MonitorReport) -> str:
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunStatus
 
+    from training.tracking import experiment_id
+
     client = MlflowClient(tracking_uri=settings.tracking_uri)
-    found = client.get_experiment_by_name(EXPERIMENT)
-    if found is None:
-        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        experiment_id = client.create_experiment(EXPERIMENT, artifact_location=settings.artifacts_dir.as_uri())
-    else:
-        experiment_id = found.experiment_id
-    run_id = client.create_run(experiment_id, run_name=f"monitor {report.clock[:10]}",
+    run_id = client.create_run(experiment_id(client, settings, EXPERIMENT), run_name=f"monitor {report.clock[:10]}",
                                tags={"alarm": str(report.alarm).lower(), "clock": report.clock}).info.run_id
     report.mlflow_run_id = run_id  # so the logged copy of the report names its run
     try:
@@ -234,11 +230,9 @@ def run_metrics(report: MonitorReport) -> dict[str, float]:
 
 def psi_chart(report: MonitorReport, psi_alarm: float, path: Path) -> Path:
     """PSI per feature against the moderate (0.1) and alarm lines; skipped features are named, at 0."""
-    import matplotlib
+    from training.plots import pyplot
 
-    matplotlib.use("Agg")  # files only: no display on servers and workers
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     colours = {"significant": "C3", "moderate": "C1"}
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.bar([d.name if d.psi is not None else f"{d.name}\n(skipped)" for d in report.drift],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers and workers
@@ -16,7 +16,7 @@ def _pyplot():
 
 
 def bars(values: dict[str, float], ylabel: str, title: str, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.bar(list(values), list(values.values()))
     ax.set(ylabel=ylabel, title=title)
@@ -33,7 +33,7 @@ def learning_curve(curve: list[dict[str, float]], path: Path) -> Path | None:
     losses = [r for r in curve if "loss" in r and "epoch" in r]
     if not losses:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.set(xlabel="epoch", ylabel="cross-entropy (solid)")
     twin = None
@@ -60,7 +60,7 @@ def retention_curve(report, title: str, path: Path) -> Path:
     import numpy as np
     from lifelines import KaplanMeierFitter
 
-    plt = _pyplot()
+    plt = pyplot()
     forecast, visits = report.forecast, report.holdout
     horizon = float(forecast.horizon_days)
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -17,11 +17,19 @@ def mlflow_client(settings: Settings):
     settings.home.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        mlflow.create_experiment(EXPERIMENT, artifact_location=settings.artifacts_dir.as_uri())
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    experiment_id(client, settings, EXPERIMENT)
     mlflow.set_experiment(EXPERIMENT)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    return client
+
+
+def experiment_id(client, settings: Settings, name: str) -> str:
+    """The experiment ``name``, made on first use with its artifacts in the data home."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    return client.create_experiment(name, artifact_location=settings.artifacts_dir.as_uri())
 
 
 def alias_version(client, alias: str):

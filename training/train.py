@@ -162,13 +162,12 @@ def _value_report(settings: Settings, split, model, visits):
 def _registered_under(settings: Settings, run_key: str) -> TrainResult | None:
     """The result of the run that registered a version under ``run_key`` (that version made
     @challenger again), or None when none did."""
-    from training.tracking import EXPERIMENT
+    from training.tracking import EXPERIMENT, experiment_id
 
     client = mlflow_client(settings)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
     # The MLflow run is tagged at its start, so a task that died between registering and tagging
     # the version is still found by its run. (Searched by the key's hash: any characters are safe.)
-    runs = client.search_runs([experiment.experiment_id], f"tags.run_key_hash = '{_key_hash(run_key)}'")
+    runs = client.search_runs([experiment_id(client, settings, EXPERIMENT)], f"tags.run_key_hash = '{_key_hash(run_key)}'")
     runs = [run for run in runs if run.data.tags.get("run_key") == run_key]
     found = [v for run in runs for v in client.search_model_versions(f"run_id = '{run.info.run_id}'")
              if v.name == REGISTERED_MODEL]

@@ -121,7 +121,7 @@ def test_a_damaged_state_file_reads_as_no_stack(tmp_path, content):
     state.parent.mkdir(parents=True)
     state.write_text(content)
     status = longview("status", env=env)
-    assert status.returncode == 0 and last_json(status.stdout)["running"] in (False,), status.stderr
+    assert status.returncode == 0 and last_json(status.stdout)["running"] is False, status.stderr
     down = longview("down", env=env)
     assert down.returncode == 0, down.stderr
 
