@@ -374,10 +374,10 @@ def ui(name: Annotated[str, typer.Argument(help="mlflow, airflow, feast or servi
 
     if name == "airflow":
         raise typer.Exit(_airflow(["standalone"]))
-    found = [c for c in components(get_settings()) if c.name in (name, f"{name}-ui")]
-    if name == "airflow" or not found:
+    component_of = {"mlflow": "mlflow", "feast": "feast-ui", "service": "service"}  # the stack's other parts are not UIs
+    if name not in component_of:
         _fail(f"unknown UI {name!r}: choose mlflow, airflow, feast or service", 2)
-    component = found[0]
+    component = next(c for c in components(get_settings()) if c.name == component_of[name])
     raise typer.Exit(subprocess.call(component.argv, env=component.env, cwd=component.cwd))
 
 

@@ -111,6 +111,12 @@ def test_a_port_setting_out_of_range_is_a_clear_error(tmp_path, port):
     assert up.returncode != 0 and "service_port" in up.stderr and "Traceback" not in up.stderr
 
 
+@pytest.mark.parametrize("name", ["nonsense", "", "mlflow-ui", "../mlflow", "airflow-scheduler"])
+def test_ui_names_only_its_four_uis(tmp_path, name):
+    ui = longview("ui", name, env=_ports_env(tmp_path / "home"))
+    assert ui.returncode == 2 and "unknown UI" in ui.stderr and "Traceback" not in ui.stderr
+
+
 @pytest.mark.parametrize("content", ["", "{", "[]", '{"components": 3}', '{"components": {"x": {"pgid": "1"}}}',
                                      "\x00\xff"])
 def test_a_damaged_state_file_reads_as_no_stack(tmp_path, content):
