@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test repro lock clean up down
+.PHONY: demo test test-fast repro lock clean up down
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ $(CHROMIUM):
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest
+
+# The unit-level tier for iteration (no loop, servers, browser or real data): under 3 minutes here.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
 
 # The local stack (Airflow, MLflow, the Feast UI, the service), detached; `make down` stops it.
 up: $(STAMP)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from longview.orchestration import DEFAULT_ARGS, EVENTS, FEATURES, features
+from control.orchestration import DEFAULT_ARGS, EVENTS, FEATURES, features
 
 
 @dag(dag_id="build_features", schedule=[EVENTS], catchup=False, max_active_runs=1,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from airflow.sdk import CronTriggerTimetable, dag
 
-from longview.orchestration import DEFAULT_ARGS, EVENTS, NO_CATCH_UP, PATH, TABLE, ingest
+from control.orchestration import DEFAULT_ARGS, EVENTS, NO_CATCH_UP, PATH, TABLE, ingest
 
 
 @dag(dag_id="ingest_validate",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from longview.orchestration import DEFAULT_ARGS, EPOCHS, PATH, TABLE, features, ingest, promote, train
+from control.orchestration import DEFAULT_ARGS, EPOCHS, PATH, TABLE, features, ingest, promote, train
 
 
 @dag(dag_id="longview_loop", schedule=None, catchup=False, max_active_runs=1,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from airflow.sdk import CronTriggerTimetable, dag
 
-from longview.orchestration import DEFAULT_ARGS, DRIFT_ALARM, NO_CATCH_UP, drift_alarm, monitor as check
+from control.orchestration import DEFAULT_ARGS, DRIFT_ALARM, NO_CATCH_UP, drift_alarm
+from control.orchestration import monitor as check
 
 
 @dag(dag_id="monitor", schedule=CronTriggerTimetable("@daily", timezone="UTC", run_immediately=NO_CATCH_UP),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from longview.orchestration import CHALLENGER, CHAMPION, DEFAULT_ARGS, deployed, promote
+from control.orchestration import CHALLENGER, CHAMPION, DEFAULT_ARGS, deployed, promote
 
 
 @dag(dag_id="promote_deploy", schedule=[CHALLENGER], catchup=False,

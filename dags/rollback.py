@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from longview.orchestration import CHAMPION, DEFAULT_ARGS, TO_VERSION, deployed, rollback as restore
+from control.orchestration import CHAMPION, DEFAULT_ARGS, TO_VERSION, deployed
+from control.orchestration import rollback as restore
 
 
 @dag(dag_id="rollback", schedule=None, catchup=False, max_active_runs=1,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag
 
-from longview.orchestration import CHALLENGER, DEFAULT_ARGS, DRIFT_ALARM, EPOCHS, FEATURES, NO_CATCH_UP, train
+from control.orchestration import CHALLENGER, DEFAULT_ARGS, DRIFT_ALARM, EPOCHS, FEATURES, NO_CATCH_UP, train
 
 
 @dag(dag_id="train_evaluate_register",

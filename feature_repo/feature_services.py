@@ -4,11 +4,20 @@ Whether the content service carries text embeddings depends on the data: `longvi
 writes a manifest, and a dataset without item text gets a service that says so (its tags and
 description) instead of silently zero-filled vectors."""
 
-from feast import FeatureService
+import json
 
+from data_sources import features_dir
+from feast import FeatureService
 from features import item_profile, item_text, user_history, user_profile
-from longview.features import read_manifest
-from longview.settings import get_settings
+
+
+def _has_text() -> bool:
+    """What the manifest `longview features` wrote beside the tables says (none yet: no text)."""
+    try:
+        return bool(json.loads((features_dir() / "manifest.json").read_text()).get("text_embedding"))
+    except (OSError, ValueError):
+        return False
+
 
 recommender_v1 = FeatureService(
     name="recommender_v1",
@@ -27,7 +36,7 @@ recommender_v3 = FeatureService(
     description="models of training/models: the user's whole history (input and exclusions) and profile",
 )
 
-if read_manifest(get_settings().features_dir).get("text_embedding"):
+if _has_text():
     item_content_v1 = FeatureService(
         name="item_content_v1",
         features=[item_profile, item_text],

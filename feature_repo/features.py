@@ -3,11 +3,10 @@ items' text embeddings (from a pretrained sentence-transformers model)."""
 
 from datetime import timedelta
 
-from feast import FeatureView, Field
-from feast.types import Array, Float32, Float64, Int64, String
-
 from data_sources import item_profile_source, item_text_source, user_history_push, user_profile_push
 from entities import item, user
+from feast import FeatureView, Field
+from feast.types import Array, Float32, Float64, Int64, String
 
 user_profile = FeatureView(
     name="user_profile",

@@ -8,7 +8,6 @@ incrementally, pushes fresh rows for users with new events, and reads features b
 from __future__ import annotations
 
 import importlib
-import os
 import string
 import sys
 from dataclasses import dataclass, field
@@ -22,14 +21,14 @@ from longview.features import (
     CONTENT_SERVICE,
     FEATURE_SERVICE,
     HISTORY_VIEW,
-    ITEM_VIEW,
+    TABLES,
     USER_VIEW,
     user_history_table,
     user_profile_table,
     write_feature_tables,
 )
 from longview.online_features import entity_key, feature_service, online_read
-from longview.settings import Settings
+from longview.settings import Settings, environment
 from longview.store import load_catalogue, load_events
 
 DEFINITION_MODULES = ("entities", "data_sources", "features", "feature_services")
@@ -63,7 +62,13 @@ def config_values(settings: Settings) -> dict[str, str]:
         "LONGVIEW_FEAST_PROJECT": settings.feast_project,
         "LONGVIEW_FEAST_REGISTRY_URL": settings.feast_registry_url,
         "LONGVIEW_REDIS_URL": settings.redis_url,
+        **repo_environment(settings),
     }
+
+
+def repo_environment(settings: Settings) -> dict[str, str]:
+    """What the repo's definitions read (feature_repo/data_sources.py): where the tables are."""
+    return {"LONGVIEW_HOME": str(settings.home), "LONGVIEW_FEATURES_DIR": str(settings.features_dir)}
 
 
 def repo_config(settings: Settings):
@@ -77,7 +82,7 @@ def repo_config(settings: Settings):
 def feature_store(settings: Settings):
     from feast import FeatureStore
 
-    from longview.settings import PROJECT_FILE
+    from longview.home import PROJECT_FILE
 
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     recorded = settings.home / PROJECT_FILE
@@ -93,17 +98,12 @@ def load_definitions(settings: Settings) -> list:
     repo = str(settings.feature_repo_dir)
     for name in DEFINITION_MODULES:
         sys.modules.pop(name, None)
-    previous = os.environ.get("LONGVIEW_HOME")
-    os.environ["LONGVIEW_HOME"] = str(settings.home)  # data_sources.py reads the settings
     sys.path.insert(0, repo)
-    try:
-        modules = [importlib.import_module(name) for name in DEFINITION_MODULES]
+    try:  # data_sources.py reads where the tables are from the environment
+        with environment(repo_environment(settings)):
+            modules = [importlib.import_module(name) for name in DEFINITION_MODULES]
     finally:
         sys.path.remove(repo)
-        if previous is None:
-            os.environ.pop("LONGVIEW_HOME", None)
-        else:
-            os.environ["LONGVIEW_HOME"] = previous
     objects: list = []
     for module in modules:
         for value in vars(module).values():
@@ -225,8 +225,7 @@ def restore_online(settings: Settings) -> dict:
     up to the dataset clock. Raises ValueError naming the remedy when there are no tables."""
     from longview.store import dataset_clock
 
-    missing = [view for view in (USER_VIEW, HISTORY_VIEW, ITEM_VIEW)
-               if not (settings.features_dir / f"{view}.parquet").exists()]
+    missing = [spec.view for spec in TABLES if not (settings.features_dir / f"{spec.view}.parquet").exists()]
     if missing:
         raise ValueError(f"no feature tables ({', '.join(missing)}) in {settings.features_dir}: run `dvc pull` "
                          f"(or `longview features`) first")

@@ -35,7 +35,6 @@ def load_suite_config(settings: Settings, table: str) -> dict[str, Any]:
 
 def _gx_context(settings: Settings):
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     settings.gx_dir.mkdir(parents=True, exist_ok=True)

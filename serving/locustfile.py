@@ -24,7 +24,7 @@ from pathlib import Path
 
 from locust import FastHttpUser, constant, events, task
 
-DEFAULT_USERS = 150  # the synthetic world's ids: u0001, u0002, ... (longview/synthetic.py)
+DEFAULT_USERS = 150  # the synthetic world's ids: u0001, u0002, ... (longview/datasets/synthetic.py)
 BATCH = 10
 
 

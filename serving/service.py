@@ -29,7 +29,6 @@ from serving.champion import ChampionFollower
 from serving.feedback import FeedbackSink, FutureEvent
 from serving.guards import ApiKey, BodyLimit
 from serving.ranking import FALLBACK_LABELS, STORE_DOWN, exploration_seed, recommend
-from serving.search import NoTexts, SearchCache, user_preference
 from serving.schemas import (
     FeedbackEvent,
     FeedbackReceipt,
@@ -48,6 +47,7 @@ from serving.schemas import (
     SimilarItems,
     SimilarItemsRequest,
 )
+from serving.search import NoTexts, SearchCache, user_preference
 
 log = logging.getLogger(__name__)
 # The service's own INFO lines (which version serves, swaps, warm-ups) reach the service log beside

@@ -28,6 +28,22 @@ SMALL_WORLD = {
 }
 
 
+# Fixtures that run the loop, train, start a server or a browser, load a real dataset or need the
+# production servers: a test that uses one is slow whatever its own body does (`make test-fast`
+# leaves it out). Tests slow on their own carry @pytest.mark.slow (or their module a pytestmark).
+SLOW_FIXTURES = {
+    "demo_run", "trained", "service", "fed", "bento", "stack", "synthetic_home", "ml100k_run", "contract_home",
+    "bag", "catalogue", "ml100k", "sasrec", "basket", "fitted", "timed_model", "int8", "content_world",
+    "featured", "featured_any", "production",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def real_data(name: str) -> Path:
     """A real dataset folder from LONGVIEW_DATA_DIR (default ../shared/data). CI always has it, so
     there a missing folder fails; elsewhere the test is skipped with the reason."""

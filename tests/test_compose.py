@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from longview.settings import PROJECT_ROOT
@@ -22,6 +23,7 @@ def test_the_compose_file_is_valid_under_the_compose_specification():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_the_validation_catches_what_docker_compose_would_refuse(tmp_path):
     spec = yaml.safe_load(COMPOSE.read_text())
     for broken in ({**spec, "servcies": {}}, {**spec, "services": {"x": {"image": "a", "ports": 5}}},

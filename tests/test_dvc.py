@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from longview.settings import PROJECT_ROOT, get_settings
-from training.tracking import EXPERIMENT, mlflow_client
 from tests.conftest import SMALL_WORLD
+from training.tracking import EXPERIMENT, mlflow_client
 
 BIN = Path(sys.executable).parent
 
@@ -25,6 +26,7 @@ def run(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 def test_repro_push_pull_round_trip(tmp_path):
     # A clone of the project (tracked files only), with the default data home inside it.
     repo = tmp_path / "repo"
@@ -99,11 +101,11 @@ def restore_on_a_fresh_clone(repo: Path, remote: Path, clone: Path, env: dict) -
     and the service answering with that version, no fallback."""
     import httpx
 
-    from longview.features import HISTORY_VIEW
-    from longview.privacy import KEY_FILE, pseudonym, pseudonym_key
-    from longview.online_features import OnlineFeatureReader
+    from control.service_process import running_service
     from longview.feature_store import feature_store
-    from longview.service_process import running_service
+    from longview.features import HISTORY_VIEW
+    from longview.online_features import OnlineFeatureReader
+    from longview.privacy import KEY_FILE, pseudonym, pseudonym_key
     from training.tracking import CHAMPION, alias_version, load_version
 
     original = get_settings(home=repo / ".longview")
@@ -148,3 +150,26 @@ def yaml_config(path: Path) -> str:
     import re
 
     return re.search(r"^\s*url\s*=\s*(\S+)\s*$", path.read_text(), re.MULTILINE).group(1)
+
+
+STEPS = {"features": ["longview.feature_store"], "train": ["training.train", "gate.holdout"],
+         "promote": ["gate.promotion"]}
+
+
+@pytest.mark.parametrize("stage", sorted(STEPS))
+def test_a_stage_depends_on_the_code_its_step_runs(stage):
+    """Every project module a stage's step imports (transitively) is among the stage's deps (the
+    file, or a folder above it): a change to that code makes `dvc repro` run the stage again."""
+    import grimp
+
+    from longview.settings import PROJECT_ROOT
+
+    deps = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
+    covered = [PROJECT_ROOT / d for d in deps]
+    graph = grimp.build_graph("longview", "training", "serving", "gate", "control", exclude_type_checking_imports=True)
+    modules = {m for entry in STEPS[stage] for m in graph.find_upstream_modules(entry) | {entry}}
+    files = {m: PROJECT_ROOT / (m.replace(".", "/") + ".py") for m in modules}
+    files = {m: f if f.exists() else f.with_suffix("") / "__init__.py" for m, f in files.items()}
+    missing = sorted(m for m, f in files.items() if not any(f == c or c in f.parents for c in covered))
+    assert missing == [], f"dvc.yaml's {stage} stage lacks these deps"
+    assert all(c.exists() for c in covered if not str(c.relative_to(PROJECT_ROOT)).startswith(".longview")), deps

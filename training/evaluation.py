@@ -161,7 +161,7 @@ def evaluate_baselines(settings: Settings, split: Split, genres: np.ndarray | No
                        skip: str | None = None) -> dict[str, tuple[Recommender, Evaluation]]:
     """Every baseline of the ``baselines`` setting (but ``skip``, and those needing real time where
     there is none) fitted on ``split`` and evaluated on its test users: name -> (model, evaluation)."""
-    from training.models import model_class
+    from training.registry import model_class
 
     n, popularity = split.train.n_items, split.known.counts()
     out = {}

@@ -269,3 +269,10 @@ def holdout_visits(settings: Settings, split: Split) -> tuple[Visits, Visits]:
     clock = max(float(u.times[-1]) for u in users)
     return (visit_ends_between(users, -np.inf, split_s, split_s, source),
             visit_ends_between(users, split_s, np.inf, clock, source))
+
+
+def gate_visits(settings: Settings, split: Split) -> tuple[Visits, Visits] | None:
+    """holdout_visits's (before, after) on a temporal split with the value head enabled, else None."""
+    if split.split_time is None or not settings.value.enabled:
+        return None
+    return holdout_visits(settings, split)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from longview.features import FEATURE_SERVICE
 from longview.settings import REGISTERED_MODEL, Settings
 from longview.versioning import data_version
+from training.protocol import protocol_for
 from training.tracking import CHALLENGER, code_version, mlflow_client
 
 
@@ -37,19 +39,6 @@ class TrainResult:
     registered_because: str = ""
     run_key: str | None = None  # the caller's id for this run (an Airflow DAG run): one registration per key
     reused: bool = False  # True: a version was already registered under run_key; nothing was trained
-
-
-def dataset_marker(settings: Settings) -> dict:
-    """What `longview data prepare` recorded about the data home's dataset ({} when the events came
-    another way, e.g. ingested batches: their times are real)."""
-    path = settings.home / "dataset.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def protocol_for(settings: Settings) -> tuple[str, bool]:
-    """(protocol, real_time): temporal on real event times, leave-one-out on ordinal ones."""
-    real_time = not dataset_marker(settings).get("ordinal_time", False)
-    return ("temporal" if real_time else "loo"), real_time
 
 
 def _settings_for(settings: Settings, epochs: int | None) -> Settings:
@@ -74,15 +63,20 @@ def _params(settings: Settings, protocol: str, split, report) -> dict:
     return params
 
 
+# Called once the holdout is evaluated, with (settings, protocol, split, each baseline's per-user
+# NDCG@10, the holdout's visits after the split or None): the gate keeps what it will judge on.
+HoldoutHook = Callable[[Settings, str, object, dict, object], None]
+
+
 def train(settings: Settings, epochs: int | None = None, progress: bool = True,
-          run_key: str | None = None) -> TrainResult:
+          run_key: str | None = None, on_holdout: HoldoutHook | None = None) -> TrainResult:
     """Train, evaluate and register the configured model; ``epochs`` overrides the sequence
     model's (the other models have no epochs). ``run_key``: the caller's id for this run (a retried
     Airflow task passes the same one): when a version is already registered under it, that version
-    is @challenger again and nothing is trained or registered twice."""
+    is @challenger again and nothing is trained or registered twice. ``on_holdout``: see HoldoutHook."""
     from training.evaluation import K, evaluate, evaluate_baselines, fit_on_split
-    from training.models import model_class
     from training.models.distributed import process_group
+    from training.registry import model_class
     from training.sequences import split_from_store
 
     settings = _settings_for(settings, epochs)
@@ -100,7 +94,7 @@ def train(settings: Settings, epochs: int | None = None, progress: bool = True,
     if rank != 0:
         return result
 
-    from training.gate_holdout import GateHoldout, gate_visits, holdout_key
+    from training.long_term_value import gate_visits
 
     n, popularity = split.train.n_items, split.known.counts()
     ours = evaluate(model, split.test, n, K, settings.exclude_seen, popularity, content.genres)
@@ -108,9 +102,9 @@ def train(settings: Settings, epochs: int | None = None, progress: bool = True,
     measured = evaluate_baselines(settings, split, content.genres, real_time, skip=settings.model)
     baselines = {name: evaluation.summary() for name, (_, evaluation) in measured.items()}
     visits = gate_visits(settings, split)
-    # The gate reuses the holdout, the baselines' per-user figures on it and its visits.
-    GateHoldout.of(split, holdout_key(settings, protocol), {n: e.ndcg for n, (_, e) in measured.items()},
-                   None if visits is None else visits[1]).save(settings)
+    if on_holdout is not None:  # the gate reuses the holdout, the baselines' per-user figures on it and its visits
+        on_holdout(settings, protocol, split, {n: e.ndcg for n, (_, e) in measured.items()},
+                   None if visits is None else visits[1])
     value = _value_report(settings, split, model, visits)  # the long-term value head against its churn baseline
     result.metrics, result.baselines = metrics, baselines
     result.value = {} if value is None else value.figures()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from longview.datasets import instacart, movielens, sasrec
+from longview.datasets import instacart, movielens, sasrec, synthetic
 from longview.datasets.download import ChecksumError, cached
 from longview.datasets.download import download as fetch_dataset
 from longview.datasets.sessions import derive_sessions
@@ -32,7 +32,7 @@ from longview.ids import ID_PATTERN
 
 __all__ = ["CanonicalTables", "ChecksumError", "DATASETS", "DatasetNotFound", "DatasetSpec", "EVENT_COLUMNS",
            "ID_PATTERN", "ITEM_COLUMNS", "SOURCE_COLUMNS", "SourceRejected", "TAG_COLUMNS", "UnknownDataset",
-           "derive_sessions", "load", "locate", "spec", "with_tag_text"]
+           "Dataset", "derive_sessions", "generated", "load", "locate", "spec", "with_tag_text"]
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 _GROUPLENS_TERMS = "GroupLens terms: research use, no redistribution; cite Harper & Konstan 2015."
@@ -113,60 +113,84 @@ DATASETS: dict[str, DatasetSpec] = {
         "is on Kaggle, 'Instacart Market Basket Analysis', after accepting its terms); save it as "
         "<data_dir>/instacart-sample/orders.csv. Instacart terms: non-commercial use.",
         "instacart"),
+    # One more dataset, made rather than read: the world of longview/datasets/synthetic.py, as big as
+    # the synthetic_* settings say. Ratings 1-5 on real (generated) times, titles to embed.
+    "synthetic": DatasetSpec(
+        "synthetic", 1.0, 5.0, False, True,
+        "A synthetic world: users with genre tastes, items in genres and series, satisfied users return sooner",
+        None, None, "generated on the spot (no files): the synthetic_users, _items and _days settings size it",
+        "synthetic"),
 }
 
 _LOADERS = {**movielens.LOADERS, "sasrec": sasrec.load, "instacart": instacart.load}
-_FILES = {**movielens.LAYOUT_FILES, "sasrec": sasrec.FILES, "instacart": instacart.FILES}
+_FILES = {**movielens.LAYOUT_FILES, "sasrec": sasrec.FILES, "instacart": instacart.FILES, "synthetic": []}
+Dataset = DatasetSpec | str  # a spec, or its name (looked up once, where it enters)
 
 
-def spec(name: str) -> DatasetSpec:
+def spec(dataset: Dataset) -> DatasetSpec:
+    if isinstance(dataset, DatasetSpec):
+        return dataset
     try:
-        return DATASETS[name]
+        return DATASETS[dataset]
     except KeyError:
-        raise UnknownDataset(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
+        raise UnknownDataset(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}") from None
 
 
-def missing_files(name: str, folder: Path) -> list[str]:
-    """The files ``name``'s layout needs that ``folder`` lacks (all of them when it is no folder)."""
-    return [f for f in _FILES[spec(name).layout] if not (Path(folder) / f).is_file()]
+def generated(dataset: Dataset) -> bool:
+    """True for a dataset that is made, not read from files (it has no folder)."""
+    return not _FILES[spec(dataset).layout]
 
 
-def _not_found(name: str, folder: Path, missing: list[str]) -> DatasetNotFound:
+def missing_files(dataset: Dataset, folder: Path) -> list[str]:
+    """The files the dataset's layout needs that ``folder`` lacks (all of them when it is no folder)."""
+    return [f for f in _FILES[spec(dataset).layout] if not (Path(folder) / f).is_file()]
+
+
+def _not_found(info: DatasetSpec, folder: Path, missing: list[str]) -> DatasetNotFound:
     what = f"no folder {folder}" if not Path(folder).is_dir() else f"{folder} lacks {', '.join(missing)}"
-    return DatasetNotFound(f"dataset {name!r}: {what}. Where to get it: {spec(name).where_to_get}")
+    return DatasetNotFound(f"dataset {info.name!r}: {what}. Where to get it: {info.where_to_get}")
 
 
-def load(name: str, folder: Path, session_gap_minutes: float = 30) -> CanonicalTables:
-    """Read the dataset ``name`` from ``folder`` into the canonical tables. Raises SourceRejected
-    when a file's structure is broken (undecodable bytes, a missing column, an unreadable file)."""
-    info = spec(name)
-    folder = Path(folder)
-    missing = missing_files(name, folder)
+def load(dataset: Dataset, folder: Path | None, session_gap_minutes: float = 30,
+         world: synthetic.WorldSize | None = None) -> CanonicalTables:
+    """Read the dataset from ``folder`` (a generated one: make it, as big as ``world`` says) into the
+    canonical tables. Raises SourceRejected when a file's structure is broken (undecodable bytes, a
+    missing column, an unreadable file)."""
+    info = spec(dataset)
+    if generated(info):
+        events, items, users, tags, notes = synthetic.load(world or synthetic.WorldSize())
+        return CanonicalTables(events=events, items=items, users=users, spec=info, tags=tags, notes=notes)
+    folder = Path(folder) if folder is not None else Path()
+    missing = missing_files(info, folder)
     if missing:
-        raise _not_found(name, folder, missing)
+        raise _not_found(info, folder, missing)
     events, items, users, tags, notes = _LOADERS[info.layout](folder, session_gap_minutes)
     return CanonicalTables(events=events, items=items, users=users, spec=info, tags=tags, notes=notes)
 
 
-def locate(name: str, source: Path | None, data_dir: Path, cache_dir: Path, timeout: float = 60.0) -> Path:
-    """The folder to load ``name`` from: ``source`` when given (it must hold the dataset, directly or in
-    a ``name`` subfolder), else ``data_dir/name`` when it exists, else the download cache, else a fresh
-    download (MovieLens). Raises DatasetNotFound saying where to get a dataset with no direct download."""
-    info = spec(name)
+def locate(dataset: Dataset, source: Path | None, data_dir: Path, cache_dir: Path, timeout: float = 60.0) -> Path | None:
+    """The folder to load the dataset from (None for a generated one: it has none): ``source`` when
+    given (it must hold the dataset, directly or in a subfolder of its name), else ``data_dir/NAME``
+    when it exists, else the download cache, else a fresh download (MovieLens). Raises
+    DatasetNotFound saying where to get a dataset with no direct download."""
+    info = spec(dataset)
+    name = info.name
+    if generated(info):
+        return None
     if source is not None:
         source = Path(source)
         for folder in (source, source / name):
-            if folder.is_dir() and not missing_files(name, folder):
+            if folder.is_dir() and not missing_files(info, folder):
                 return folder
-        raise _not_found(name, source, missing_files(name, source))
+        raise _not_found(info, source, missing_files(info, source))
     shared = Path(data_dir) / name
     if shared.exists():
-        missing = missing_files(name, shared)
+        missing = missing_files(info, shared)
         if missing:
-            raise _not_found(name, shared, missing)
+            raise _not_found(info, shared, missing)
         return shared
     hit = cached(name, Path(cache_dir))
-    if hit is not None and not missing_files(name, hit):
+    if hit is not None and not missing_files(info, hit):
         return hit
     if info.download_url is None:
         raise DatasetNotFound(f"dataset {name!r} is not in {data_dir} and has no direct download. "
@@ -177,7 +201,7 @@ def locate(name: str, source: Path | None, data_dir: Path, cache_dir: Path, time
         raise DatasetNotFound(f"dataset {name!r} is not in {data_dir} and could not be downloaded from "
                               f"{info.download_url}: {getattr(exc, 'reason', exc)}. Download it yourself and pass "
                               f"--source DIR, or put it in {Path(data_dir) / name}") from exc
-    missing = missing_files(name, folder)
+    missing = missing_files(info, folder)
     if missing:
-        raise _not_found(name, folder, missing)
+        raise _not_found(info, folder, missing)
     return folder

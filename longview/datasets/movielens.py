@@ -28,8 +28,8 @@ from longview.datasets.tables import (
     TAG_COLUMNS,
     derived_users,
     event_frame,
-    item_frame,
     iso_or_raw,
+    item_frame,
     title_year,
     with_source,
 )

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
 BLANKS = " \t"  # what a field or line may be padded with
 
 

@@ -194,3 +194,16 @@ def none_for_nan(frame: pd.DataFrame) -> pd.DataFrame:
     """Object dtype everywhere, missing values as None."""
     out = frame.astype(object)
     return out.where(out.notna(), None)
+
+
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every value as text (times as ISO-8601) or None: what GX validates, whatever the source."""
+    out = pd.DataFrame(index=frame.index)
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            text = values.map(lambda v: v.isoformat() if pd.notna(v) else None)
+        else:
+            text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+        out[str(column)] = text.astype(object)
+    return out

@@ -10,7 +10,6 @@ import pandas as pd
 
 from longview.settings import Settings
 
-
 # Marks rows whose personal ids were pseudonyms when received (the feedback outbox's): a replay
 # must not hash them again.
 PSEUDONYMISED = "pseudonymised"

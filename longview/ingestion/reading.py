@@ -5,24 +5,12 @@ from __future__ import annotations
 import io
 from datetime import datetime, timezone
 
-import numpy as np
 import pandas as pd
+
+from longview.datasets.tables import as_text  # noqa: F401  (re-exported: ingestion reads text frames)
 
 # What reading a damaged file raises: it is then kept byte for byte and the batch is rejected.
 UNREADABLE = (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError)
-
-
-def as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every value as text (times as ISO-8601) or None: what GX validates, whatever the source."""
-    out = pd.DataFrame(index=frame.index)
-    for column in frame.columns:
-        values = frame[column]
-        if pd.api.types.is_datetime64_any_dtype(values):
-            text = values.map(lambda v: v.isoformat() if pd.notna(v) else None)
-        else:
-            text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-        out[str(column)] = text.astype(object)
-    return out
 
 
 def read_raw(content: bytes, suffix: str) -> pd.DataFrame:

@@ -34,6 +34,7 @@ def test_every_dag_file_imports_without_errors(bag):
     assert {dag.fileloc for dag in bag.dags.values()} == {str(p) for p in dag_files()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", dag_files(), ids=lambda p: p.name)
 def test_a_dag_file_parses_fast_without_heavy_imports(path):
     code = (f"import sys, time, runpy; t = time.monotonic(); runpy.run_path({str(path)!r}); "

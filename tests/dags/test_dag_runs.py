@@ -11,6 +11,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from longview.settings import get_settings
 from tests.conftest import SMALL_WORLD, longview
 from training.tracking import CHALLENGER, CHAMPION, alias_version, mlflow_client
@@ -31,6 +33,7 @@ def dags_test(dag_id: str, env: dict, conf: dict | None = None) -> tuple[dict[st
     return tasks, output
 
 
+@pytest.mark.slow
 def test_every_dag_runs_in_chain_order_on_a_tiny_home(tmp_path):
     home, files = tmp_path / "home", tmp_path / "files"
     env = {**SMALL_WORLD, "LONGVIEW_HOME": str(home), "LONGVIEW_SYNTHETIC_USERS": "80",

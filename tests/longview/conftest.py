@@ -8,7 +8,7 @@ import psycopg
 import pytest
 import redis
 
-from longview import pipeline
+from control import pipeline
 from longview.feature_store import feature_store
 from longview.settings import get_settings
 from tests.conftest import require_servers

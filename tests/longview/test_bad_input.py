@@ -92,6 +92,7 @@ def check_one_bad_row(settings, tmp_path, table: str, row: str, reason: str) -> 
     assert len(load(settings)) == len(good)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(BAD_ITEMS))
 def test_bad_item_is_quarantined_with_its_reason(home, tmp_path, kind):
     check_one_bad_row(home, tmp_path, "items", *BAD_ITEMS[kind])
@@ -110,6 +111,7 @@ def test_stored_users_are_pseudonymised_and_keep_their_attributes(home, tmp_path
     assert not users["user_id"].isin([f"u{n}" for n in range(12)]).any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table", ["items", "users"])
 def test_resending_a_file_adds_nothing_and_changed_rows_update(home, tmp_path, table):
     header, good, load = TABLES[table]
@@ -189,6 +191,7 @@ def test_header_only_and_empty_files_are_not_errors(home, tmp_path, table):
     assert load(home).empty
 
 
+@pytest.mark.slow
 def test_cli_reports_a_rejected_catalogue_batch_clearly(home, tmp_path):
     env = {"LONGVIEW_HOME": str(home.home)}
     path = write(tmp_path, "item_id,genres\n", ["i1,Drama\n"])

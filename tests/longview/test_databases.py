@@ -65,6 +65,7 @@ def test_an_unreachable_server_is_named():
         ensure_databases([Database("Feast registry", "postgresql+psycopg://postgres@127.0.0.1:5432")])
 
 
+@pytest.mark.slow
 def test_the_production_profile_needs_three_and_the_embedded_none(tmp_path, monkeypatch, names):
     assert required_databases(get_settings(home=tmp_path)) == []
     monkeypatch.setenv("LONGVIEW_PROFILE", "production")

@@ -21,12 +21,12 @@ from longview.datasets import (
     SourceRejected,
     UnknownDataset,
     derive_sessions,
+    instacart,
     load,
     locate,
     with_tag_text,
 )
 from longview.datasets import download as dl
-from longview.datasets import instacart
 from tests.conftest import real_data
 
 ID = datasets.ID_PATTERN
@@ -275,6 +275,7 @@ def test_ml100k_layout_small(tmp_path):
     assert tables.users["user_id"].tolist() == ["u1", "u2"]
 
 
+@pytest.mark.slow
 def test_loaded_tables_pass_the_ingestion_suites(home, tmp_path):
     """The same Great Expectations suites as file ingestion accept every loaded row of every table."""
     from longview.ingestion import ingest_frame
@@ -401,7 +402,7 @@ def test_clear_errors(tmp_path):
 
 def test_registry():
     assert set(DATASETS) == {"ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m", "ml-latest",
-                             "ml-latest-small", "ml-1m-sasrec", "instacart-sample"}
+                             "ml-latest-small", "ml-1m-sasrec", "instacart-sample", "synthetic"}
     for name, spec in DATASETS.items():
         assert spec.name == name and spec.where_to_get
         if name.startswith("ml-") and name != "ml-1m-sasrec":

@@ -42,6 +42,7 @@ def test_one_item_flooding_the_feed_fails_the_batch(home):
         ingest_frame(home, batch, "events")
 
 
+@pytest.mark.slow
 def test_a_day_far_above_recent_history_fails_the_batch(home):
     history = feed(3000, 500, 300, "2024-01-01", 30)  # ~100 events a day
     assert ingest_frame(home, history, "events").accepted == 3000
@@ -57,6 +58,7 @@ def test_small_batches_are_not_judged_by_their_distribution(home):
     assert ingest_frame(home, batch, "events").accepted == 50
 
 
+@pytest.mark.slow
 def test_clean_bursty_movielens_passes_in_chronological_halves(home):
     from longview import datasets
 

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import redis
 
-from longview import pipeline
+from control import pipeline
 from longview.feature_store import build_features, feature_store, historical_user_features
-from longview.online_features import OnlineFeatureReader, online_user_features
 from longview.features import FEATURE_SERVICE, USER_VIEW
 from longview.ingestion import ingest
+from longview.online_features import OnlineFeatureReader, online_user_features
 from longview.privacy import pseudonym, pseudonym_key
 from longview.store import load_events
 from tests.longview.conftest import redis_keys
@@ -103,6 +103,7 @@ def _write_events(folder: Path, name: str, rows: list[str]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_late_backfill_does_not_leak_into_training_rows(home, tmp_path):
     items = tmp_path / "items.csv"
     items.write_text("item_id,title,genres\n" + "".join(f"i{n},Film {n},drama\n" for n in range(1, 7)))
@@ -196,8 +197,8 @@ def test_feast_ui_shows_the_repo(featured):
 
     import httpx
 
+    from control.service_process import free_port
     from longview.feature_store import config_file, config_values
-    from longview.service_process import free_port
 
     settings, _ = featured
     port = free_port()

@@ -9,8 +9,8 @@ import psycopg
 from feast.data_source import PushMode
 
 from longview.feature_store import feature_store
-from longview.online_features import OnlineFeatureReader, online_user_features
 from longview.features import USER_VIEW
+from longview.online_features import OnlineFeatureReader, online_user_features
 from tests.longview.conftest import redis_keys
 
 

@@ -63,6 +63,7 @@ BAD_ROWS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(BAD_ROWS))
 def test_bad_row_is_quarantined_with_its_reason(home, tmp_path, kind):
     row, expected_reason = BAD_ROWS[kind]
@@ -85,6 +86,7 @@ def test_many_kinds_of_bad_rows_in_one_batch(home, tmp_path):
     assert (result.accepted, result.quarantined) == (40, len(BAD_ROWS))
 
 
+@pytest.mark.slow
 def test_unknown_item_is_quarantined_once_a_catalogue_exists(home, tmp_path):
     items = tmp_path / "items.csv"
     items.write_text("item_id,title,genres\ni1,One,drama\n")
@@ -130,6 +132,7 @@ def test_empty_file_is_not_an_error(home, tmp_path):
     assert "empty" in result.message
 
 
+@pytest.mark.slow
 def test_duplicates_within_and_across_batches(home, tmp_path):
     first = ingest(home, write(tmp_path, GOOD + [GOOD[0]]))
     assert (first.accepted, first.quarantined) == (12, 1)
@@ -151,6 +154,7 @@ def test_parquet_batches_are_validated_the_same_way(home, tmp_path):
     assert (result.accepted, result.quarantined) == (1, 1)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_summary_as_last_line(home, tmp_path):
     env = {"LONGVIEW_HOME": str(home.home)}
     path = write(tmp_path, GOOD + [BAD_ROWS["negative dwell"][0]])
@@ -170,6 +174,7 @@ def test_cli_prints_the_summary_as_last_line(home, tmp_path):
     assert absent.returncode == 2 and "no such file" in absent.stderr
 
 
+@pytest.mark.slow
 def test_quarantined_rows_are_replayed_after_the_fix(home, tmp_path):
     row = "late1,u1,i9,click,2024-03-01T10:00:00+00:00,,s1\n"
     items = tmp_path / "items.csv"

@@ -9,12 +9,14 @@ from datetime import datetime, timezone
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from control.pipeline import OUTBOX, ingest_landing, ingest_outbox, replay
 from longview.ingestion import ingest
 from longview.outbox import Outbox
-from longview.pipeline import OUTBOX, ingest_landing, ingest_outbox, replay
 from longview.privacy import pseudonym, pseudonym_key
 from longview.store import load_events
 from serving.feedback import outbox_row

@@ -16,6 +16,7 @@ EXPECTED = {  # dataset: (events, users, items)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_prepare_real_dataset(tmp_path, name):
     data_dir = real_data(name).parent
@@ -37,6 +38,7 @@ def test_prepare_real_dataset(tmp_path, name):
     assert marker == {"dataset": name, "source": summary["source"], "ordinal_time": name == "ml-1m-sasrec"}
 
 
+@pytest.mark.slow
 def test_prepare_synthetic_and_again_adds_nothing(tmp_path):
     env = {**SMALL_WORLD, "LONGVIEW_SYNTHETIC_USERS": "30", "LONGVIEW_HOME": str(tmp_path / "home")}
     first = last_json(longview("data", "prepare", "--dataset", "synthetic", env=env).stdout)
@@ -46,6 +48,7 @@ def test_prepare_synthetic_and_again_adds_nothing(tmp_path):
     assert (again["accepted"], again["quarantined"]) == (0, first["received"])
 
 
+@pytest.mark.slow
 def test_prepare_says_what_is_wrong(tmp_path):
     env = {"LONGVIEW_HOME": str(tmp_path / "home"), "LONGVIEW_DATA_DIR": str(tmp_path / "empty")}
     unknown = longview("data", "prepare", "--dataset", "ml-5k", env=env)
@@ -56,6 +59,7 @@ def test_prepare_says_what_is_wrong(tmp_path):
     assert wrong_source.returncode == 2 and "u.data" in wrong_source.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,texts", [("ml-100k", 1_682), ("instacart-sample", 0)])
 def test_features_on_real_dataset(tmp_path, name, texts):
     """`longview features` on a real dataset with item text (ml-100k) and one without (instacart)."""

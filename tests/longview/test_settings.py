@@ -162,7 +162,7 @@ def test_a_parameters_file_sits_between_the_profile_and_the_environment(monkeypa
 def test_the_cli_refuses_a_missing_parameters_file(tmp_path):
     from typer.testing import CliRunner
 
-    from longview.cli import app
+    from control.cli import app
 
     result = CliRunner().invoke(app, ["--params", str(tmp_path / "nope.yaml"), "features"])
     assert result.exit_code == 2 and "nope.yaml does not exist" in result.output
@@ -172,7 +172,7 @@ def test_the_cli_refuses_a_missing_parameters_file(tmp_path):
 def test_train_refuses_a_run_key_out_of_bounds(key):
     from typer.testing import CliRunner
 
-    from longview.cli import app
+    from control.cli import app
 
     result = CliRunner().invoke(app, ["train", "--run-key", key])
     assert result.exit_code == 2 and "--run-key must be 1-200 characters" in result.output

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from longview import synthetic
+from longview.datasets import synthetic
 
 
 def test_same_seed_same_world_other_seed_other_world():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from longview.feature_store import build_features, content_features, feature_store
 from longview.ingestion import ingest
@@ -20,6 +21,7 @@ def test_a_title_is_nearer_its_sequel_than_an_unrelated_title(monkeypatch):
     assert similarity[3, 4] > similarity[3, 0] + 0.2 and similarity[3, 4] > similarity[3, 2] + 0.2
 
 
+@pytest.mark.slow
 def test_a_dataset_without_item_text_gets_no_vectors_and_the_service_says_so(home, tmp_path):
     items = tmp_path / "items.csv"
     items.write_text("item_id,title\n" + "".join(f"p{n},product {n}\n" for n in range(5)))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from longview.service_process import running_service
+from control.service_process import running_service
 
 
 def service_log(home: Path, module: str) -> Path:

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import yaml
 
-from longview.service_process import running_service, service_env
+from control.service_process import running_service, service_env
 from longview.settings import PROJECT_ROOT
 from training.tracking import CHAMPION, alias_version, mlflow_client
 

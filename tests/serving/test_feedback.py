@@ -8,10 +8,10 @@ import shutil
 import httpx
 import pytest
 
+from control.pipeline import OUTBOX, ingest_landing
+from control.service_process import running_service
 from longview.outbox import Outbox
-from longview.pipeline import OUTBOX, ingest_landing
 from longview.privacy import pseudonym, pseudonym_key
-from longview.service_process import running_service
 from longview.store import load_events
 from tests.conftest import settings_of
 

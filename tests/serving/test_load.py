@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from longview.service_process import running_service
+from control.service_process import running_service
 from longview.settings import PROJECT_ROOT
 
 LOCUSTFILE = PROJECT_ROOT / "serving" / "locustfile.py"

@@ -8,9 +8,9 @@ import time
 
 import httpx
 
+from control.pipeline import build_features
+from control.service_process import running_service
 from longview.ingestion import ingest
-from longview.pipeline import build_features
-from longview.service_process import running_service
 from tests.conftest import settings_of
 
 NEW = "i9001"

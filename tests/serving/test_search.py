@@ -11,7 +11,9 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from longview.features import MANIFEST, TEXT_SCHEMA, TEXT_VIEW, item_text_table

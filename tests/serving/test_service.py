@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import json
 import shutil
 import sqlite3
 import threading
 import time
+from datetime import timedelta
 
 import httpx
 import pandas as pd
 import pytest
 
+from control.service_process import running_service
 from longview.feature_store import feature_store
-from longview.online_features import online_user_features
 from longview.features import FEATURE_SERVICE, HISTORY_VIEW
+from longview.online_features import online_user_features
 from longview.privacy import pseudonym, pseudonym_key
-from longview.service_process import running_service
 from longview.settings import REGISTERED_MODEL
 from serving.schemas import MAX_BATCH, MAX_K
-from tests.serving.conftest import service_log
 from tests.conftest import settings_of
+from tests.serving.conftest import service_log
 from training.tracking import CHAMPION, alias_version, mlflow_client
 
 
@@ -392,7 +391,7 @@ def test_the_benchmark_client_measures_the_service_and_its_floor(service):
     """`longview bench serving`'s machinery on the test service: the floor endpoint answers a
     constant list to a /recommend body, the timed and concurrent clients count every answer, and
     the service's process group has a peak memory to report."""
-    from longview.bench_serving import concurrent, sequential, service_memory_mb
+    from control.bench.serving import concurrent, sequential, service_memory_mb
 
     bodies = [json.dumps({"user_id": f"u{n:04d}", "k": 5}).encode() for n in range(1, 41)]
     timed = sequential(service, ["/constant_list", "/recommend"], bodies)

@@ -12,6 +12,7 @@ import pytest
 from longview.settings import PROJECT_ROOT
 
 
+@pytest.mark.slow
 def test_two_ranks_train_disjoint_shards_and_stop_together(tmp_path):
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           str(Path(__file__).parent / "ddp_worker.py"), str(tmp_path)],

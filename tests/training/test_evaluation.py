@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from torchmetrics.functional.retrieval import retrieval_normalized_dcg
 
 from training.evaluation import bootstrap_interval, evaluate, paired_difference
-from training.models import Queries, Recommender
-from training.models import ranking
+from training.models import Queries, Recommender, ranking
 from training.models.ranking import exclude_seen, rank_of, top_k
 from training.sequences import Holdout
 
@@ -97,6 +96,7 @@ def test_ties_break_by_index_in_lists_and_ranks_alike(values, item):
 
 @given(st.lists(st.lists(st.sampled_from([float("-inf"), 0.0, 0.5, 1.0, 2.0, 3.5]), min_size=120, max_size=120),
                 min_size=1, max_size=4), st.integers(1, 20))
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 def test_top_k_without_a_full_sort_is_the_stable_order(rows, k):
     """The partial selection returns exactly the first k of a stable descending sort, ties (heavy
@@ -110,6 +110,7 @@ def test_top_k_without_a_full_sort_is_the_stable_order(rows, k):
 
 @given(st.lists(st.lists(st.sampled_from([float("-inf"), 0.0, 0.5, 1.0, 2.0, 3.5]), min_size=300, max_size=300),
                 min_size=1, max_size=3), st.integers(1, 5), st.booleans())
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 def test_top_k_through_block_maxima_is_the_stable_order(rows, k, spread):
     """The large-catalogue path (blocks of 8 here, not 1,024, so that small rows reach it) returns

@@ -109,6 +109,7 @@ def forecast_of(within: np.ndarray) -> ReturnForecast:
     return ReturnForecast(within, 30.0 * (1 - within), 7.0, 30.0, np.ones((len(within), len(edges) - 1)), edges)
 
 
+@pytest.mark.slow
 def test_a_clearly_better_model_is_better_beyond_the_noise():
     rng = np.random.default_rng(0)
     n = 600

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from tests.training.conftest import chain_world
 from training.models import Queries
-from training.models.popularity import Popularity
 from training.models.base import PROFILE_FIELDS
+from training.models.popularity import Popularity
 from training.models.sequence import SequenceModel
 from training.packaging import PACKAGE, log_packaged_model
 from training.tracking import mlflow_client
@@ -54,6 +54,7 @@ def logged(quick):
     return quick, world, infos
 
 
+@pytest.mark.slow
 def test_logged_models_rank_in_a_process_without_the_checkout(logged, tmp_path):
     settings, world, infos = logged
     for name, (model, info) in infos.items():
@@ -70,6 +71,7 @@ def test_logged_models_rank_in_a_process_without_the_checkout(logged, tmp_path):
         assert len(out["items"][2]) == 3, "an unknown item in a history is left out, not an error"
 
 
+@pytest.mark.slow
 def test_the_model_carries_its_code_under_a_name_of_its_own(logged):
     settings, _, infos = logged
     _, info = infos["sequence"]
@@ -82,6 +84,7 @@ def test_the_model_carries_its_code_under_a_name_of_its_own(logged):
     assert info.signature.params.to_dict()[0]["name"] == "k"
 
 
+@pytest.mark.slow
 def test_a_corrupted_artifact_is_refused_clearly(logged):
     settings, _, infos = logged
     _, info = infos["sequence"]
@@ -94,6 +97,7 @@ def test_a_corrupted_artifact_is_refused_clearly(logged):
         mlflow.pyfunc.load_model(local)
 
 
+@pytest.mark.slow
 def test_bad_requests_are_clear_errors(logged):
     _, _, infos = logged
     _, info = infos["popularity"]
@@ -102,6 +106,7 @@ def test_bad_requests_are_clear_errors(logged):
         model.predict(pd.DataFrame({"user_id": ["a"]}))
 
 
+@pytest.mark.slow
 def test_request_times_that_are_missing_or_not_numbers(quick):
     """A missing or NaN time ranks without the request context (the same list as no times at all);
     a time that is not a number is a clear error, not a crash deep in the model."""
@@ -257,7 +262,7 @@ def test_a_served_users_encoder_state_is_reused_exactly_and_bounded(timed_model,
     """A single user's encoder state is cached by history: a repeat request (another request time,
     so another context) ranks exactly as a cold one; a longer history is a new entry; the cache is
     bounded and dropped with the item tables."""
-    from training.models import sequence
+    from training.models import sequence_scoring as sequence
 
     model = timed_model.model
     monkeypatch.setattr(sequence, "STATE_CACHE", 2)
@@ -283,7 +288,7 @@ def test_warming_encodes_each_history_as_its_request_would(timed_model, monkeypa
     kept when there are more than the cache holds; empty and unknown histories are skipped; stop()
     ends it early."""
     from longview.settings import get_settings
-    from training.models import sequence
+    from training.models import sequence_scoring as sequence
 
     model = timed_model.model
     monkeypatch.setattr(sequence, "STATE_CACHE", 3)

@@ -33,6 +33,7 @@ from .base import FitReport, Interactions, Queries, Recommender, Validate
 from .ranking import exclude_seen
 from .sequence import SequenceModel
 
+
 @dataclass
 class PolicyLists:
     """Per user, the policy's list (catalogue indices, 0 past the end of a short list), each slot's

@@ -8,7 +8,9 @@ registered model loads and ranks without this checkout, and never clashes with i
 from __future__ import annotations
 
 import copy
+import importlib
 import json
+import pkgutil
 from typing import NamedTuple
 
 import mlflow.pyfunc
@@ -16,11 +18,29 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import MODELS
-from .base import PROFILE_FIELDS, Queries, profile_vectors
+from .base import PROFILE_FIELDS, Queries, Recommender, profile_vectors
 from .ranking import exclude_seen, top_k
 
 CONFIG, WEIGHTS = "config", "weights"
+
+
+def model_class(config: dict) -> type[Recommender]:
+    """The class a config was saved from: its ``model_class`` ("module:Class" inside this package),
+    or for a config without one, the class of this package whose ``name`` is the config's model."""
+    path = config.get("model_class")
+    if path:
+        module, _, attribute = path.partition(":")
+        if not (module.isidentifier() and attribute.isidentifier()):
+            raise ValueError(f"model_class {path!r} is not 'module:Class' inside {__package__}")
+        found = getattr(importlib.import_module(f"{__package__}.{module}"), attribute, None)
+        if not (isinstance(found, type) and issubclass(found, Recommender)):
+            raise ValueError(f"model_class {path!r} names no model of {__package__}")
+        return found
+    for info in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
+        for value in vars(importlib.import_module(f"{__package__}.{info.name}")).values():
+            if isinstance(value, type) and issubclass(value, Recommender) and getattr(value, "name", None) == config["model"]:
+                return value
+    raise ValueError(f"no model class named {config['model']!r} in {__package__}")
 
 
 class Slot(NamedTuple):
@@ -51,7 +71,7 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
     def load(self, config: dict, tensors: dict[str, torch.Tensor]) -> "PackagedModel":
         self.config = config
         self.model_name = config["model"]
-        self.model = MODELS[self.model_name].restore(config["model_config"], tensors)
+        self.model = model_class(config).restore(config["model_config"], tensors)
         self.item_ids: list[str] = list(config["item_ids"])
         self.index = {item: i + 1 for i, item in enumerate(self.item_ids)}
         self.exclude = bool(config.get("exclude_seen", True))
@@ -168,7 +188,9 @@ class PackagedModel(mlflow.pyfunc.PythonModel):
         any other model is returned as it is)."""
         if self.model_name != "sequence":
             return self
-        policy = MODELS["engagement"](self.model, weights, self.exclude)
+        from .engagement import EngagementPolicy
+
+        policy = EngagementPolicy(self.model, weights, self.exclude)
         wrapped = copy.copy(self)
         wrapped.model, wrapped.model_name = policy, "engagement"
         return wrapped

@@ -9,10 +9,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from longview.settings import EngagementSettings
-from training.models import EngagementPolicy, Interactions, Queries
+from training.models import Interactions, Queries
+from training.models.engagement import EngagementPolicy
 from training.models.ranking import exclude_seen, top_k
 from training.models.sequence import SequenceModel
 

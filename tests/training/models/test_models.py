@@ -13,14 +13,16 @@ from hypothesis import strategies as st
 
 from longview.settings import MODEL_NAMES, Settings
 from tests.training.conftest import chain_world
-from training.models import BASELINES, MODELS, Interactions, Queries, model_class
+from training.models import Interactions, Queries
 from training.models.base import PROFILE_FIELDS, profile_vectors
-from training.models.ranking import exclude_seen, top_k
 from training.models.item_matrix import EASE, ItemKNN
 from training.models.popularity import ItemClock, Popularity, RecentPopularity
+from training.models.ranking import exclude_seen, top_k
 from training.models.sequence import SequenceModel, training_rows
+from training.registry import BASELINES, MODELS, model_class
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_scores_the_whole_catalogue_and_survives_a_round_trip(name, world, quick, tmp_path):
     model = model_class(name)()
@@ -74,6 +76,7 @@ def test_recent_popularity_counts_only_the_window_before_each_request(quick):
 
 
 # recent_popularity's window is tested below; the engagement policy re-ranks popularity's top (test_engagement.py).
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in MODELS if n not in ("recent_popularity", "engagement")])
 def test_a_user_without_history_gets_the_popularity_ranking(name, world, quick):
     model = model_class(name)()
@@ -108,6 +111,7 @@ def test_item_models_pick_their_parameter_on_validation(world, quick):
     assert report.chosen == {"l2": 200.0} and len(seen) >= 3
 
 
+@pytest.mark.slow
 def test_sequence_model_learns_what_comes_next(world, quick):
     model = SequenceModel()
     report = model.fit(world, quick, progress=False)
@@ -128,6 +132,7 @@ def time_blind(settings):
     return with_sequence(settings, time_signals=False)
 
 
+@pytest.mark.slow
 def test_sequence_model_early_stops_and_keeps_the_best_state(world, quick):
     calls = []
 
@@ -141,6 +146,7 @@ def test_sequence_model_early_stops_and_keeps_the_best_state(world, quick):
     assert report.epochs == 25 and any("early stop" in note for note in report.notes)
 
 
+@pytest.mark.slow
 def test_an_ensemble_averages_networks_each_chosen_on_validation(world, quick):
     settings = with_sequence(quick, ensemble=2, epochs=10, time_signals=False)
     scored_by = []
@@ -183,6 +189,7 @@ def test_training_targets_are_positive_engagements_unless_set_to_all(world):
     assert users[:2] == [0, 1] and labels[0].tolist() == sequence[1:].tolist()
 
 
+@pytest.mark.slow
 def test_sequence_model_is_deterministic_with_a_seed(world, quick):
     a, b = SequenceModel(), SequenceModel()
     a.fit(world, quick, progress=False)
@@ -191,6 +198,7 @@ def test_sequence_model_is_deterministic_with_a_seed(world, quick):
     assert torch.equal(a.score(q), b.score(q))
 
 
+@pytest.mark.slow
 def test_sequence_model_trains_the_same_whatever_the_order_of_users(world, quick):
     """User ids are pseudonyms keyed per data home, so the order users come in must not matter."""
     a = SequenceModel()
@@ -204,6 +212,7 @@ def test_sequence_model_trains_the_same_whatever_the_order_of_users(world, quick
     assert torch.equal(a.score(q), b.score(q))
 
 
+@pytest.mark.slow
 def test_sequence_model_answers_the_same_whatever_the_batch(world, quick):
     """Invariance: a user's scores do not depend on who else is in the batch (padding is masked)."""
     model = SequenceModel()
@@ -213,6 +222,7 @@ def test_sequence_model_answers_the_same_whatever_the_batch(world, quick):
     assert torch.allclose(alone[0], beside_longer[0], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sequence_model_sampled_softmax_option_learns_too(world, quick):
     settings = quick.model_copy(update={"sequence": quick.sequence.model_copy(update={"negatives": 8})})
     model = SequenceModel()
@@ -220,6 +230,7 @@ def test_sequence_model_sampled_softmax_option_learns_too(world, quick):
     assert model.score(Queries([np.array([3, 4, 5])])).argmax().item() == 6
 
 
+@pytest.mark.slow
 def test_content_gives_an_unseen_item_a_score(world, quick):
     """Fused content: an item nobody engaged with shares the content of item 6 and is scored like it."""
     n = world.n_items
@@ -234,6 +245,7 @@ def test_content_gives_an_unseen_item_a_score(world, quick):
     assert scores[n + 1] > torch.median(scores[1:n + 1]), "the new item ranks with the items like it"
 
 
+@pytest.mark.slow
 def test_sequence_model_rejects_indices_outside_its_catalogue(world, quick):
     model = SequenceModel()
     model.fit(world, quick, progress=False)
@@ -241,6 +253,7 @@ def test_sequence_model_rejects_indices_outside_its_catalogue(world, quick):
         model.score(Queries([np.array([world.n_items + 5])]))
 
 
+@pytest.mark.slow
 def test_sequence_model_time_signals_raise_what_is_recent_at_the_request(world, quick):
     model = SequenceModel()
     model.fit(world, time_blind(quick), progress=False)
@@ -263,6 +276,7 @@ def test_sequence_model_time_signals_raise_what_is_recent_at_the_request(world, 
     assert model.score(Queries(history))[0].isfinite()[1:].all(), "no request time: time-blind scores"
 
 
+@pytest.mark.slow
 def test_sequence_model_picks_time_signal_weights_on_validation(world, quick):
     model = SequenceModel()
     report = model.fit(world, quick, validate=lambda m: 0.1 + 0.01 * m.blend["recent"], progress=False)
@@ -288,6 +302,7 @@ def genre_world(users: int = 80, per_genre: int = 15, length: int = 10, seed: in
                         [1_000_000.0 + 3600.0 * np.arange(length)] * users)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sequence", "ease", "item_knn"])
 def test_more_history_in_a_genre_raises_its_share_of_the_list(name, quick):
     """Directional: adding items of genre A to a mixed history gives genre A more of the top 10."""
@@ -302,8 +317,9 @@ def test_more_history_in_a_genre_raises_its_share_of_the_list(name, quick):
     assert not np.isin(top_k(scores, 10)[1].numpy(), more_a).any(), "minimum functionality: only unseen items"
 
 
+@pytest.mark.slow
 def test_training_precision_follows_the_setting_and_the_hardware(world, quick, monkeypatch):
-    from training.models import sequence
+    from training.models import sequence_loss as sequence
 
     assert sequence.training_dtype("float32") == torch.float32
     assert sequence.training_dtype("bfloat16") == torch.bfloat16
@@ -317,6 +333,7 @@ def test_training_precision_follows_the_setting_and_the_hardware(world, quick, m
     assert all(np.isfinite(row["loss"]) for row in report.curve)
 
 
+@pytest.mark.slow
 def test_items_new_since_training_are_scored_by_their_content(quick):
     """A catalogue that grew: the sequence model (content fused) ranks a new item by its content,
     before anyone engaged with it; a model of ids alone leaves it unscored; content of another
@@ -353,6 +370,7 @@ def test_items_new_since_training_are_scored_by_their_content(quick):
     assert torch.isneginf(Reindexed(id_only, today, content).score(Queries([np.array([1, 2])]))[0, 31:]).all()
 
 
+@pytest.mark.slow
 def test_the_request_hour_is_a_side_input_where_data_has_time(quick):
     """Directional: users watch genre A (items 1..15) at night and genre B (16..30) by day; the
     same history gets more of A when the request comes at night. Without times there is no context."""
@@ -388,7 +406,7 @@ def test_the_request_hour_is_a_side_input_where_data_has_time(quick):
 def test_full_softmax_loss_has_autograds_loss_and_gradients(compiled, dtype, tolerance, monkeypatch):
     """The hand-written backward (sliced, fused, optionally bfloat16 matmuls) against autograd
     through F.cross_entropy over the catalogue without its padding row."""
-    from training.models import sequence
+    from training.models import sequence_loss as sequence
 
     monkeypatch.setattr(sequence, "LOSS_CHUNK", 8)  # several slices
     monkeypatch.setattr(sequence, "LOSS_PAD", 4)  # 30 rows padded to 32: the padding must add nothing
@@ -407,6 +425,7 @@ def test_full_softmax_loss_has_autograds_loss_and_gradients(compiled, dtype, tol
     assert not mine[1][0].any(), "padding gets no gradient"
 
 
+@pytest.mark.slow
 def test_the_users_profile_is_a_side_input_where_data_has_time(quick):
     """Directional: users whose profile says "taste A" engage with genre A (items 1..15) next, the
     others with B (16..30), whatever their (mixed) histories; the same history then gets more of A

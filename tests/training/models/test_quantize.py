@@ -210,7 +210,7 @@ def test_new_items_join_the_copy_alone(trained, content_world):
 @pytest.mark.parametrize("name", ["popularity", "item_knn", "ease"])
 def test_baselines_come_back_as_they_are(name):
     from longview.settings import get_settings
-    from training.models import MODELS
+    from training.registry import MODELS
 
     world = chain_world()
     model = MODELS[name]()
@@ -261,10 +261,10 @@ def test_odd_requests_rank_without_crashing(int8, history, now, last, k):
 
 
 def test_the_benchmark_times_both_models_on_the_same_requests(trained, int8, content_world):
-    """`longview bench quantization`'s timing (training/quantization_benchmark.py): single-user
+    """`longview bench quantization`'s timing (control/bench/quantization.py): single-user
     calls on the test users' inputs, as ids, one torch thread while timing, the caller's after."""
+    from control.bench.quantization import _requests, _timed
     from training.models.base import Queries
-    from training.quantization_benchmark import _requests, _timed
     from training.sequences import Holdout
 
     sequences = content_world.sequences[:3]
