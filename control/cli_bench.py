@@ -15,8 +15,8 @@ app = typer.Typer()
 
 @app.command()
 def bench(
-    name: Annotated[str, typer.Argument(help="validation, features, contract, accuracy, "
-                                                         "long-term-value, serving, quantization or pipeline")],
+    name: Annotated[str, typer.Argument(help="validation, features, contract, accuracy, long-term-value, "
+                                             "serving, quantization, pipeline or layout")],
     root: Annotated[Path | None, typer.Option(help="where the benchmark's own data homes go (default: HOME/bench)")] = None,
     examples: Annotated[int, typer.Option(min=1, help="contract: how many random examples to try")] = 500,
     dataset: Annotated[str | None, typer.Option(help="accuracy, long-term-value, serving, quantization, pipeline: the "
