@@ -91,12 +91,15 @@ def test_one_module_and_one_registry_line_add_a_model(tmp_path):
     assert set(result["baselines"]) == {"popularity"}
 
     # The registered model carries the new module and ranks with it, without the copy on the path.
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    # This home's registry: other tests of the session may have pointed MLflow's at theirs.
+    tracking, registry, ours = mlflow.get_tracking_uri(), mlflow.get_registry_uri(), f"sqlite:///{home / 'mlflow.db'}"
+    mlflow.set_tracking_uri(ours)
+    mlflow.set_registry_uri(ours)
     try:
         loaded = mlflow.pyfunc.load_model(f"models:/longview-recommender/{result['model_version']}")
     finally:
-        mlflow.set_tracking_uri(before)
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(registry)
     packaged = loaded.unwrap_python_model()
     assert packaged.model_name == "throwaway" and type(packaged.model).__name__ == "Throwaway"
     ranked = packaged.rank([[]], None, 5)[0]
