@@ -58,7 +58,6 @@ def config_file(settings: Settings) -> Path:
 def config_values(settings: Settings) -> dict[str, str]:
     """What the ${…} placeholders of feature_store*.yaml stand for (also the feast CLI's environment)."""
     return {
-        "LONGVIEW_HOME": str(settings.home),
         "LONGVIEW_FEAST_PROJECT": settings.feast_project,
         "LONGVIEW_FEAST_REGISTRY_URL": settings.feast_registry_url,
         "LONGVIEW_REDIS_URL": settings.redis_url,

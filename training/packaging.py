@@ -42,9 +42,7 @@ def staged_code() -> Iterator[Path]:
 
 
 def model_config(model: Recommender, item_ids: list[str], settings: Settings) -> dict:
-    # The class by its place inside the package (which travels under another name): packaged.model_class.
-    where = f"{type(model).__module__.rsplit('.', 1)[-1]}:{type(model).__qualname__}"
-    return {"model": model.name, "model_class": where, "model_config": model.config(), "item_ids": list(item_ids),
+    return {"model": model.name, "model_config": model.config(), "item_ids": list(item_ids),
             "exclude_seen": settings.exclude_seen}
 
 

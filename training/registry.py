@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
 
 from longview.model_registry import BASELINES
 from longview.model_registry import MODELS as MODEL_PATHS
@@ -17,21 +16,7 @@ def model_class(name: str) -> type[Recommender]:
     return getattr(importlib.import_module(module), attribute)
 
 
-class _Classes(Mapping[str, type[Recommender]]):
-    """The registry's names, each resolved to its class when looked up."""
-
-    def __getitem__(self, name: str) -> type[Recommender]:
-        if name not in MODEL_PATHS:
-            raise KeyError(name)
-        return model_class(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(MODEL_PATHS)
-
-    def __len__(self) -> int:
-        return len(MODEL_PATHS)
-
-
-MODELS: Mapping[str, type[Recommender]] = _Classes()
+# Every registered model's class (importing this module imports training/models' model modules).
+MODELS: dict[str, type[Recommender]] = {name: model_class(name) for name in MODEL_PATHS}
 
 __all__ = ["BASELINES", "MODELS", "model_class"]

@@ -160,7 +160,9 @@ def load(dataset: Dataset, folder: Path | None, session_gap_minutes: float = 30,
     if generated(info):
         events, items, users, tags, notes = synthetic.load(world or synthetic.WorldSize())
         return CanonicalTables(events=events, items=items, users=users, spec=info, tags=tags, notes=notes)
-    folder = Path(folder) if folder is not None else Path()
+    if folder is None:
+        raise DatasetNotFound(f"dataset {info.name!r} is read from a folder: none was given (datasets.locate finds it)")
+    folder = Path(folder)
     missing = missing_files(info, folder)
     if missing:
         raise _not_found(info, folder, missing)

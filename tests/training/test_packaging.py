@@ -309,3 +309,22 @@ def test_warming_encodes_each_history_as_its_request_would(timed_model, monkeypa
     calls = iter(range(100))
     assert timed_model.warm(histories, stop=lambda: next(calls) >= 1) == 1
     assert len(model._states[1]) == 1
+
+
+@pytest.mark.parametrize("name", ["os", "Recommender", "PackagedModel", "../popularity", "", "sequence_fit"])
+def test_a_config_naming_no_model_of_the_package_is_refused(name):
+    """The artifact's config names its model; only a model class of the package itself is ever
+    looked up by it (no module or other class a config names is imported or called)."""
+    from training.models.packaged import PackagedModel, model_class
+
+    with pytest.raises(ValueError, match="no model named"):
+        PackagedModel().load({"model": name, "model_config": {}, "item_ids": ["a"]}, {})
+    assert model_class({"model": "popularity"}) is Popularity
+
+
+def test_the_package_finds_every_registered_model_by_name():
+    from longview.model_registry import MODELS
+    from training.models.packaged import model_class
+    from training.registry import model_class as registered
+
+    assert all(model_class({"model": name}) is registered(name) for name in MODELS)

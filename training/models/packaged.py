@@ -8,6 +8,7 @@ registered model loads and ranks without this checkout, and never clashes with i
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import json
 import pkgutil
@@ -24,23 +25,24 @@ from .ranking import exclude_seen, top_k
 CONFIG, WEIGHTS = "config", "weights"
 
 
-def model_class(config: dict) -> type[Recommender]:
-    """The class a config was saved from: its ``model_class`` ("module:Class" inside this package),
-    or for a config without one, the class of this package whose ``name`` is the config's model."""
-    path = config.get("model_class")
-    if path:
-        module, _, attribute = path.partition(":")
-        if not (module.isidentifier() and attribute.isidentifier()):
-            raise ValueError(f"model_class {path!r} is not 'module:Class' inside {__package__}")
-        found = getattr(importlib.import_module(f"{__package__}.{module}"), attribute, None)
-        if not (isinstance(found, type) and issubclass(found, Recommender)):
-            raise ValueError(f"model_class {path!r} names no model of {__package__}")
-        return found
+@functools.cache
+def _classes() -> dict[str, type[Recommender]]:
+    """Every model class of this package by its ``name`` (found in the package itself, whatever name
+    it travels under: a model added as one module is found with no list to update)."""
+    found: dict[str, type[Recommender]] = {}
     for info in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
         for value in vars(importlib.import_module(f"{__package__}.{info.name}")).values():
-            if isinstance(value, type) and issubclass(value, Recommender) and getattr(value, "name", None) == config["model"]:
-                return value
-    raise ValueError(f"no model class named {config['model']!r} in {__package__}")
+            if isinstance(value, type) and issubclass(value, Recommender) and isinstance(getattr(value, "name", None), str):
+                found.setdefault(value.name, value)
+    return found
+
+
+def model_class(config: dict) -> type[Recommender]:
+    """The class of the config's ``model``; a name no class of this package has is refused."""
+    name = config["model"]
+    if name not in _classes():
+        raise ValueError(f"no model named {name!r} in {__package__}: expected one of {', '.join(sorted(_classes()))}")
+    return _classes()[name]
 
 
 class Slot(NamedTuple):
