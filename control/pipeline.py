@@ -79,6 +79,11 @@ def ingest_landing(settings: Settings) -> list[dict]:
         rejected.append((f"{OUTBOX}: {exc}", fed))
     if fed is not None:
         summaries.append({"file": OUTBOX, **asdict(fed)})
+    for name, served in ingest_served_log(settings):
+        if isinstance(served, BatchRejected):
+            rejected.append((f"{name}: {served}", served.result))
+            served = served.result
+        summaries.append({"file": name, **asdict(served)})
     if rejected:
         raise BatchRejected("; ".join(message for message, _ in rejected), rejected[-1][1])
     return summaries
@@ -111,6 +116,26 @@ def ingest_outbox(settings: Settings) -> IngestResult | None:
     finally:
         outbox.close()
     return freshen_online(settings, result)
+
+
+def ingest_served_log(settings: Settings) -> list[tuple[str, IngestResult | BatchRejected]]:
+    """Each closed file of the service's served log (longview/served_log.py), validated by the served
+    suite and routed as one batch, then removed (its rows are in the store or in quarantine). A
+    crash before the removal routes the file again, and the duplicate check drops what was stored."""
+    from longview.ingestion import batch_id_of, ingest_frame
+    from longview.served_log import closed_files, slot_rows
+
+    results: list[tuple[str, IngestResult | BatchRejected]] = []
+    for path in closed_files(settings.served_log_dir):
+        content = path.read_bytes()
+        name = f"served log {path.name}"
+        try:
+            results.append((name, ingest_frame(settings, slot_rows(content, path.name), "served",
+                                               batch_id_of(content), pseudonymised=True)))
+        except BatchRejected as exc:  # the whole file is in quarantine, replayable from there
+            results.append((name, exc))
+        path.unlink()
+    return results
 
 
 class DatasetRejected(Exception):

@@ -61,6 +61,16 @@ class HomeLayout:
         return self.home / "outbox" / "feedback.db"
 
     @property
+    def served_log_dir(self) -> Path:
+        """The service's log of the slates it served (longview/served_log.py), until ingested."""
+        return self.home / "served-log"
+
+    @property
+    def served_dir(self) -> Path:
+        """Served slates after ingestion, one row per slot (what off-policy estimates read)."""
+        return self.home / "served"
+
+    @property
     def quarantine_dir(self) -> Path:
         return self.home / "quarantine"
 

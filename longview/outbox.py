@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from longview.datasets.tables import EVENT_COLUMNS
+from longview.datasets.tables import EVENT_COLUMNS as INPUT_COLUMNS
+
+# The canonical event columns plus the served list an event is about (/feedback's request_id).
+EVENT_COLUMNS = [*INPUT_COLUMNS, "request_id"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -29,6 +32,7 @@ CREATE TABLE IF NOT EXISTS feedback (
     timestamp TEXT NOT NULL,
     value TEXT,
     session_id TEXT,
+    request_id TEXT,
     received_at TEXT NOT NULL,
     batch_id TEXT
 );
@@ -48,6 +52,9 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # WAL commits are fsync'd, not only checkpoints
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(feedback)")}
+        if "request_id" not in columns:  # an outbox made before events could name their served list
+            self._db.execute("ALTER TABLE feedback ADD COLUMN request_id TEXT")
         self.path.chmod(0o600)
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from longview.settings import Settings
 KEY_FILE = Path("secrets") / "pseudonym.key"
 # Columns holding ids that identify or are derived from a person, per table.
 PERSONAL_ID_COLUMNS = {"events": ("user_id", "event_id", "session_id"), "users": ("user_id",), "items": (),
-                       "tags": ("user_id",)}
+                       "tags": ("user_id",), "served": ("user_id",)}
 PREFIX = {"user_id": "u_", "event_id": "e_", "session_id": "s_"}
 
 

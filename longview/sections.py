@@ -161,6 +161,23 @@ class ServingSettings(BaseModel):
     api_key: SecretStr | None = Field(default=None, min_length=16)
 
 
+class ServedLogSettings(BaseModel):
+    """The service's own log of every slate it serves (longview/served_log.py), what off-policy
+    estimates read (``LONGVIEW_SERVED_LOG__COMMIT_MS=50`` and so on)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    # Records are queued in memory and written, flushed and fsync'd by one background thread at
+    # most this often: a crash loses at most this window of records, and a request never waits on a disk.
+    commit_ms: int = Field(default=100, ge=1, le=100, description="group-commit interval: the most a crash loses")
+    # The open file is closed (renamed for ingestion) once it is this big or this old.
+    file_bytes: int = Field(default=8 * 2**20, ge=4096, le=2**30, description="rotate the open file at this size")
+    rotate_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400, description="rotate the open file this often")
+    # Closed files wait for `longview ingest`; beyond this total the oldest are dropped (counted, warned).
+    max_bytes: int = Field(default=512 * 2**20, ge=8192, le=2**40, description="closed files kept before ingestion")
+
+
 class StackSettings(BaseModel):
     """`longview up`: the local stack's ports, all on 127.0.0.1 (``LONGVIEW_STACK__AIRFLOW_PORT=8081``)."""
 

@@ -23,6 +23,7 @@ from longview.sections import (
     GateSettings,
     MonitorSettings,
     SequenceSettings,
+    ServedLogSettings,
     ServingSettings,
     StackSettings,
     ValueSettings,
@@ -123,6 +124,7 @@ class Settings(HomeLayout, BaseSettings):
     engagement: EngagementSettings = EngagementSettings()
     gate: GateSettings = GateSettings()
     serving: ServingSettings = ServingSettings()
+    served_log: ServedLogSettings = ServedLogSettings()
     stack: StackSettings = StackSettings()
     # Airflow's metadata database on the production profile (default: `airflow` on postgres_url's server).
     airflow_database_url: str | None = None

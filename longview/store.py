@@ -6,6 +6,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from longview.datasets.tables import EVENT_COLUMNS as INPUT_COLUMNS
+from longview.served_log import SLOT_COLUMNS as SERVED_COLUMNS
 from longview.settings import Settings
 
 # The canonical input columns plus when each event arrived (on the dataset clock).
@@ -28,7 +29,8 @@ def load_events(settings: Settings, columns: list[str] | None = None, users: lis
 
 
 def _read_batch(path, columns: list[str], filters: list | None) -> pd.DataFrame:
-    """One stored batch; batches written before events had an arrival time arrived on time."""
+    """One stored batch; batches written before events had an arrival time arrived on time, and
+    those written before events could name their served list name none."""
     present = set(pq.read_schema(path).names)
     wanted = [c for c in columns if c in present]
     legacy = "arrived_at" in columns and "arrived_at" not in present
@@ -36,7 +38,21 @@ def _read_batch(path, columns: list[str], filters: list | None) -> pd.DataFrame:
                             filters=filters)
     if legacy:
         frame["arrived_at"] = frame["timestamp"]
+    if "request_id" in columns and "request_id" not in present:
+        frame["request_id"] = None
     return frame[columns]
+
+
+def load_served(settings: Settings, columns: list[str] | None = None) -> pd.DataFrame:
+    """The ingested served log, one row per slot (longview/ingestion/served.py), in time order."""
+    files = sorted(settings.served_dir.glob("batch-*.parquet"))
+    if not files:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns or SERVED_COLUMNS})
+    frame = pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
+    if "timestamp" in frame:
+        frame = frame.sort_values(["timestamp", "request_id", "position"] if {"request_id", "position"} <= set(frame)
+                                  else "timestamp", kind="stable").reset_index(drop=True)
+    return frame
 
 
 def load_catalogue(settings: Settings) -> pd.DataFrame:

@@ -40,7 +40,8 @@ def outbox_row(key: bytes, event: FeedbackEvent, received: datetime) -> dict[str
             "item_id": event.item_id, "event_type": event.type,
             "timestamp": (event.time or received).astimezone(timezone.utc).isoformat(),
             "value": None if field is None else repr(float(getattr(event, field))),
-            "session_id": None if event.session_id is None else pseudonym(key, event.session_id, "s_")}
+            "session_id": None if event.session_id is None else pseudonym(key, event.session_id, "s_"),
+            "request_id": event.request_id}
 
 
 def typed_events(rows: pd.DataFrame) -> pd.DataFrame:

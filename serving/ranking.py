@@ -10,6 +10,7 @@ logged impression can be replayed."""
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Mapping, Sequence
 
 from serving.champion import Served
@@ -26,6 +27,16 @@ FALLBACK_LABELS = {NO_FEATURES: "no_features", NOTHING_KNOWN: "nothing_known", S
 def exploration_seed(seed: int, user_key: str, now: float) -> int:
     digest = hashlib.blake2b(f"{seed}:{user_key}:{int(now)}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
+
+
+def exploration_share(served: Served) -> float:
+    """The share of slots the served policy explores (0: a deterministic ranking)."""
+    weights = getattr(getattr(served.model, "model", None), "weights", None) or {}
+    return float(weights.get("exploration", 0.0))
+
+
+def new_request_id() -> str:
+    return "r_" + secrets.token_hex(16)
 
 
 def recommend(served: Served, user_ids: Sequence[str], rows: Sequence[Mapping], seeds: Sequence[int], k: int, *,
@@ -48,7 +59,7 @@ def recommend(served: Served, user_ids: Sequence[str], rows: Sequence[Mapping], 
             lists += [[Slot(item, score, False, 1.0) for item, score in ranked] for ranked in model.rank(*inputs)]
     own = "engagement" if served.policy == "engagement" else "model"
     return [Recommendation(
-        user_id=user_id, policy=served.policy, model_name=served.model_name, model_version=served.version,
+        request_id=new_request_id(), user_id=user_id, policy=served.policy, model_name=served.model_name, model_version=served.version,
         feature_service=served.feature_service, data_version=served.data_version, fallback=fallback,
         degraded=degraded,
         items=[RecommendedItem(item_id=s.item, score=round(s.score, 6), propensity=round(s.propensity, 6),

@@ -18,6 +18,8 @@ UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID
                               description=f"the user's id (1-{MAX_ID_LENGTH} letters, digits, _.:-)")]
 ItemId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_REGEX,
                               description=f"an item's id (1-{MAX_ID_LENGTH} letters, digits, _.:-)")]
+# The id of one served list, issued by /recommend and echoed by the /feedback events about it.
+RequestId = Annotated[str, Field(pattern=r"^r_[0-9a-f]{32}$", description="the request_id /recommend returned")]
 TopK = Annotated[int, Field(ge=1, le=MAX_K, description=f"how many items, 1 to {MAX_K}")]
 
 # hide_input_in_errors: BentoML logs a rejected request's validation error at ERROR level, and the
@@ -63,6 +65,8 @@ class _Feedback(BaseModel):
     item_id: ItemId
     time: AwareDatetime | None = Field(default=None, description="when it happened (default: when received)")
     session_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_REGEX)] | None = None
+    request_id: RequestId | None = Field(default=None, description="the list this event is about: the request_id "
+                                                                    "/recommend returned with it")
 
 
 class Impression(_Feedback):
@@ -147,6 +151,7 @@ class RecommendedItem(BaseModel):
 
 
 class Recommendation(BaseModel):
+    request_id: str = Field(description="this list's id in the served log: echo it in /feedback events about it")
     user_id: str
     items: list[RecommendedItem]
     policy: str = Field(description="what ranked the list: 'engagement' or the registered model's name")

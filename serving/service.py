@@ -4,6 +4,8 @@ online store.
 - It follows the registry (serving/champion.py): a moved alias is loaded in the background and
   swapped in between requests, in the same process; ``/admin/reload`` (always behind the API key)
   asks at once.
+- Every list it answers with goes to the served log (longview/served_log.py) with its request id,
+  each slot's propensity and the exploration share, written by a background thread every 100 ms.
 - ``/feedback`` stores events durably in the outbox before answering and refreshes the users'
   online rows (serving/feedback.py); ``/search`` matches free text against the catalogue's text
   embeddings, blended with the user's scores (serving/search.py).
@@ -24,11 +26,12 @@ from starlette.responses import JSONResponse
 from longview.feature_store import feature_store
 from longview.online_features import OnlineFeatureReader
 from longview.privacy import pseudonym, pseudonym_key
+from longview.served_log import ServedLog, record_of
 from longview.settings import get_settings
 from serving.champion import ChampionFollower
 from serving.feedback import FeedbackSink, FutureEvent
 from serving.guards import ApiKey, BodyLimit
-from serving.ranking import FALLBACK_LABELS, STORE_DOWN, exploration_seed, recommend
+from serving.ranking import FALLBACK_LABELS, STORE_DOWN, exploration_seed, exploration_share, recommend
 from serving.schemas import (
     FeedbackEvent,
     FeedbackReceipt,
@@ -73,12 +76,21 @@ class Recommender:
         self.degradations = Counter("longview_degraded", "answers given while degraded, by what was unreachable",
                                     ["unreachable"])
         self.feedback_sink = FeedbackSink(self.settings, self.key)
+        log_settings = self.settings.served_log
+        # Every answered list, as served, for off-policy estimates (group-committed off the request path).
+        self.served_log = ServedLog(self.settings.served_log_dir, log_settings.commit_ms, log_settings.file_bytes,
+                                    log_settings.rotate_seconds, log_settings.max_bytes) if log_settings.enabled else None
         # The text model and item vectors load on the first search: /recommend never pays for them.
         self.searches = SearchCache(self.settings)
         self.champion = ChampionFollower(self.settings)
         self.champion.start()
         if self.champion.current is None:
             log.warning("not ready: %s", self.champion.problem)
+
+    @bentoml.on_shutdown
+    def _close_served_log(self) -> None:
+        if self.served_log is not None:
+            self.served_log.close()
 
     def _connect_features(self) -> None:
         try:
@@ -227,6 +239,11 @@ class Recommender:
         for answer in answers:
             if answer.fallback:
                 self.fallbacks.labels(reason=FALLBACK_LABELS[answer.fallback]).inc()
+        if self.served_log is not None:
+            exploration = exploration_share(served)
+            for key, answer in zip(keys, answers, strict=True):
+                self.served_log.append(record_of(answer.request_id, key, now, answer.policy, answer.model_name,
+                                                 answer.model_version, exploration, answer.fallback, answer.items))
         return answers
 
 

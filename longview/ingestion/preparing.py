@@ -9,8 +9,10 @@ import pandas as pd
 
 from longview.datasets.tables import SOURCE_COLUMNS
 from longview.ingestion.reading import epoch_times, parse_epoch
+from longview.ingestion.served import prepare_served
 
-EVENT_OPTIONAL = ["value", "session_id"]
+# request_id: the served list an event is about (/feedback echoes the one /recommend returned).
+EVENT_OPTIONAL = ["value", "session_id", "request_id"]
 
 
 def _with_parsed_time(column: str, epoch_column: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
@@ -59,7 +61,8 @@ def prepare_users(raw: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-PREPARE = {"events": prepare_events, "items": prepare_items, "users": prepare_users, "tags": prepare_tags}
+PREPARE = {"events": prepare_events, "items": prepare_items, "users": prepare_users, "tags": prepare_tags,
+           "served": prepare_served}
 
 
 def add_distribution_columns(frame: pd.DataFrame, history_days: pd.Series) -> pd.DataFrame:
@@ -106,6 +109,7 @@ def canonical_events(frame: pd.DataFrame, store_clock: pd.Timestamp | None = Non
         "timestamp": times,
         "value": pd.to_numeric(frame["value"], errors="coerce").astype(float),
         "session_id": frame["session_id"].astype(object),
+        "request_id": frame["request_id"].astype(object) if "request_id" in frame else None,
         "arrived_at": arrival_times(times, store_clock),
     })
 

@@ -23,12 +23,14 @@ from longview.ingestion.preparing import (
 )
 from longview.ingestion.quarantine import mark_replayed, quarantine_file, quarantine_rows, quarantined_batch
 from longview.ingestion.reading import UNREADABLE, read_raw
+from longview.ingestion.served import canonical_served, whole_records
+from longview.ingestion.served import duplicates as served_duplicates
 from longview.privacy import masks, pseudonym_key, pseudonymise_table
 from longview.settings import Settings
-from longview.store import load_catalogue, load_events, load_tags, load_users, row_fingerprints
+from longview.store import load_catalogue, load_events, load_served, load_tags, load_users, row_fingerprints
 from longview.validation import validate_frame
 
-TABLES = ("events", "items", "users", "tags")
+TABLES = ("events", "items", "users", "tags", "served")
 
 
 class BatchRejected(Exception):
@@ -72,6 +74,10 @@ def _parameters(settings: Settings, table: str) -> dict:
     if table in ("users", "tags"):
         return {"id_regex": ID_REGEX}
     catalogue = load_catalogue(settings)
+    if table == "served":
+        return {"id_regex": ID_REGEX, "earliest_epoch": _epoch(settings.earliest_event), "latest_epoch": latest,
+                "max_position": settings.serving.max_k - 1,
+                "known_items": None if catalogue.empty else sorted(catalogue["item_id"])}
     return {
         "id_regex": ID_REGEX,
         "earliest_epoch": _epoch(settings.earliest_event),
@@ -154,8 +160,12 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
     # From here on, personal ids are pseudonyms (quarantine below still keeps rows as received).
     if not pseudonymised:
         frame = pseudonymise_table(frame, table, secret)
+    if table == "served":  # a slate is stored whole or kept whole
+        reasons = whole_records(frame, reasons)
     valid = reasons == ""  # duplicates are looked for among valid rows only
-    if table == "events":
+    if table == "served":
+        dup = served_duplicates(frame, valid, load_served(settings, columns=["request_id", "position"]))
+    elif table == "events":
         # Duplicates: repeated within this batch, or already in the store (whose ids are pseudonyms too).
         ids = frame["event_id"][valid]
         dup = ids.duplicated(keep="first") | ids.isin(set(stored["event_id"]))
@@ -189,6 +199,9 @@ def ingest_frame(settings: Settings, raw: pd.DataFrame, table: str, batch_id: st
             clock = stored["timestamp"].max() if len(stored) else None
             canonical_events(frame[good], clock).to_parquet(settings.events_dir / f"batch-{batch_id}.parquet",
                                                            index=False)
+        elif table == "served":
+            settings.served_dir.mkdir(parents=True, exist_ok=True)
+            canonical_served(frame[good]).to_parquet(settings.served_dir / f"batch-{batch_id}.parquet", index=False)
         elif table == "tags":
             _write(settings.tags_path, pd.concat([previous, rows[good[rows.index]]], ignore_index=True))
         else:
