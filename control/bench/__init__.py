@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "contract": "control.bench.contract:contract",
     "accuracy": "control.bench.accuracy:accuracy",
     "long-term-value": "control.bench.long_term_value:long_term_value",
+    "off-policy": "control.bench.off_policy:off_policy",
     "serving": "control.bench.serving:serving",
     "quantization": "control.bench.quantization:quantization",
     "pipeline": "control.bench.pipeline:pipeline",

@@ -3,7 +3,9 @@ next /recommend through the Feast online store, and in the event store after the
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 
 import httpx
 import pytest
@@ -12,7 +14,7 @@ from control.pipeline import OUTBOX, ingest_landing
 from control.service_process import running_service
 from longview.outbox import Outbox
 from longview.privacy import pseudonym, pseudonym_key
-from longview.store import load_events
+from longview.store import load_events, load_served
 from tests.conftest import settings_of
 
 USER = "u0007"
@@ -66,6 +68,50 @@ def test_feedback_is_stored_reflected_at_once_and_ingested_next(fed):
     assert USER not in log.read_text()
 
 
+def test_every_answer_is_in_the_served_log_and_feedback_names_it_by_request_id(fed):
+    """The service logs each list itself (pseudonymised, with each slot's propensity), a click that
+    echoes the request id is stored with it, and ingestion takes both."""
+    settings, url, _ = fed
+    answer = post(url, "/recommend", {"user_id": USER, "k": 4}).json()
+    batch = post(url, "/recommend_batch", {"user_ids": ["u0003", "u0004"], "k": 2}).json()["recommendations"]
+    ids = [answer["request_id"], *(b["request_id"] for b in batch)]
+    assert len(set(ids)) == 3 and all(i.startswith("r_") and len(i) == 34 for i in ids)
+    top = answer["items"][0]
+    receipt = post(url, "/feedback", {"events": [{"type": "click", "user_id": USER, "item_id": top["item_id"],
+                                                  "request_id": answer["request_id"]}]})
+    assert receipt.status_code == 200, receipt.text
+    pending, _ = Outbox(settings.outbox_path).pending()
+    assert answer["request_id"] in set(pending["request_id"])
+
+    def logged() -> dict:
+        records = {}
+        for path in sorted(settings.served_log_dir.glob("*.jsonl")):
+            for line in path.read_text().splitlines():
+                records[json.loads(line)["request_id"]] = json.loads(line)
+        return records
+    deadline = time.monotonic() + 2  # the writer commits every 100 ms
+    while not set(ids) <= set(logged()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    record = logged()[answer["request_id"]]
+    assert record["user_id"] == pseudonym(pseudonym_key(settings), USER)
+    assert [(s["item_id"], s["propensity"]) for s in record["slots"]] == \
+        [(i["item_id"], i["propensity"]) for i in answer["items"]]
+    assert record["model_version"] == answer["model_version"] and record["policy"] == answer["policy"]
+    assert not any(USER.encode() in p.read_bytes() for p in settings.served_log_dir.iterdir())
+
+    # the service closes its open file when stopped; until then ingestion takes closed files only,
+    # so close this one as a rotation would
+    for path in settings.served_log_dir.glob("open-*.jsonl"):
+        path.rename(path.with_name("served-20000101T000000000000-0.jsonl"))
+    summaries = ingest_landing(settings)
+    served = next(s for s in summaries if s["file"].startswith("served log"))
+    assert served["quarantined"] == 0 and served["accepted"] >= 8
+    stored = load_served(settings)
+    assert set(ids) <= set(stored["request_id"])
+    clicks = load_events(settings, columns=["event_type", "request_id"])
+    assert answer["request_id"] in set(clicks["request_id"])
+
+
 def test_feedback_on_items_outside_the_catalogue_is_acknowledged_then_quarantined(fed):
     settings, url, _ = fed
     known = post(url, "/recommend", {"user_id": "u0011", "k": 1}).json()["items"][0]["item_id"]
@@ -95,6 +141,9 @@ def test_feedback_on_items_outside_the_catalogue_is_acknowledged_then_quarantine
     {"events": [{"type": "click", "user_id": "u1", "item_id": "i1", "time": "2024-03-01T10:00:00"}]},  # naive
     {"events": [{"type": "click", "user_id": "u1", "item_id": "i1", "time": "2999-01-01T00:00:00+00:00"}]},
     {"events": [{"type": "click", "user_id": "u1", "item_id": "i1"}] * 1001},
+    {"events": [{"type": "click", "user_id": "u1", "item_id": "i1", "request_id": "r_123"}]},
+    {"events": [{"type": "click", "user_id": "u1", "item_id": "i1", "request_id": "r_" + "G" * 32}]},
+    {"events": [{"type": "click", "user_id": "u1", "item_id": "i1", "request_id": 7}]},
 ])
 def test_bad_feedback_gets_a_clear_4xx_and_stores_nothing(fed, body):
     settings, url, _ = fed
