@@ -99,6 +99,8 @@ def test_a_batch_answers_each_user_as_alone(service):
     assert batch.status_code == 200, batch.text
     answers = batch.json()["recommendations"]
     alone = [recommend(service, {"user_id": u, "k": 30, "context": context}).json() for u in users]
+    ids = [a.pop("request_id") for a in answers + alone]
+    assert len(set(ids)) == len(ids)  # each list is a request of its own in the served log
     assert answers == alone
     assert answers[2]["fallback"].startswith("popularity") and answers[0] == answers[4]
     # exploration was on (a slot's propensity is below 1 while more than one candidate is left), so
