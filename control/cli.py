@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from control import cli_bench, cli_stack
+from control import cli_bench, cli_simulate, cli_stack
 from control.cli_output import fail, one_line, print_json, run_step, unexpected
 from longview.settings import get_settings
 
@@ -135,6 +135,7 @@ data_app = typer.Typer(help="Real datasets: find or download, map to the canonic
 app.add_typer(data_app, name="data")
 app.add_typer(cli_bench.app)  # `longview bench`
 app.add_typer(cli_stack.app)  # serve, airflow, ui, up, status, down
+app.add_typer(cli_simulate.app)  # `longview simulate`
 
 
 @data_app.command("prepare")

@@ -3,6 +3,7 @@ a section of the same name in a profile or params.yaml)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -176,6 +177,18 @@ class ServedLogSettings(BaseModel):
     rotate_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400, description="rotate the open file this often")
     # Closed files wait for `longview ingest`; beyond this total the oldest are dropped (counted, warned).
     max_bytes: int = Field(default=512 * 2**20, ge=8192, le=2**40, description="closed files kept before ingestion")
+
+
+class SimulationSettings(BaseModel):
+    """`longview simulate` (control/simulation.py): ``LONGVIEW_SIMULATION__DAYS=14`` and so on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The frozen user model (default: training/simulation/calibrated/ml-100k.json, committed).
+    user_model: Path | None = None
+    days: int = Field(default=30, ge=1, le=365, description="simulated days")
+    seeds: int = Field(default=3, ge=1, le=100, description="runs per policy, each with its own seed")
+    users: int = Field(default=300, ge=1, le=1_000_000, description="simulated users (real users' tastes)")
 
 
 class StackSettings(BaseModel):

@@ -24,6 +24,7 @@ from longview.sections import (
     MonitorSettings,
     SequenceSettings,
     ServedLogSettings,
+    SimulationSettings,
     ServingSettings,
     StackSettings,
     ValueSettings,
@@ -125,6 +126,7 @@ class Settings(HomeLayout, BaseSettings):
     gate: GateSettings = GateSettings()
     serving: ServingSettings = ServingSettings()
     served_log: ServedLogSettings = ServedLogSettings()
+    simulation: SimulationSettings = SimulationSettings()
     stack: StackSettings = StackSettings()
     # Airflow's metadata database on the production profile (default: `airflow` on postgres_url's server).
     airflow_database_url: str | None = None

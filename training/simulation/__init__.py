@@ -1,0 +1,1 @@
+"""A population of simulated users calibrated on real visits, served through the packaged model."""

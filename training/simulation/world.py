@@ -1,0 +1,161 @@
+"""The simulation: each day, every user due asks the policy for a slate (the packaged model's
+``slots``, the call /recommend makes), takes items from it or leaves, and their next visit is
+drawn from how the visit went. A run records what every policy is judged on."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from training.simulation.policies import Policy
+from training.simulation.users import Population, UserModel, choose, repetition, utilities
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    item_ids: list[str]
+    shares: np.ndarray  # items x genres, each row's genre shares (zeros: no genres)
+    quality: np.ndarray  # standardised Bayesian-averaged rating per item
+
+    @property
+    def unit(self) -> np.ndarray:
+        norms = np.linalg.norm(self.shares, axis=1, keepdims=True)
+        return self.shares / np.where(norms > 0, norms, 1.0)
+
+
+@dataclass
+class Run:
+    """What happened to each user in one run of one policy."""
+
+    days: int
+    visit_days: list[list[int]]  # per user, the days they visited
+    depths: list[list[int]]  # per user, items taken at each visit
+    shown: set[str] = field(default_factory=set)  # every item any slate showed
+    first_slates: list[list[str]] = field(default_factory=list)  # each user's first slate of day 0
+    ideal: list[set[str]] = field(default_factory=list)  # each user's 10 best unseen items on day 0
+    requests: int = 0
+
+    def retention(self, day: int, window: int = 7) -> float:
+        """Share of the users who visited in the ``window`` days up to ``day`` (day 0 is everyone's first)."""
+        return float(np.mean([any(day - window < d <= day for d in v) for v in self.visit_days]))
+
+    def curve(self) -> np.ndarray:
+        return np.array([self.retention(day) for day in range(1, self.days + 1)])
+
+    def measures(self, catalogue_size: int) -> dict[str, float]:
+        gaps = [b - a for v in self.visit_days for a, b in zip(v, v[1:])]
+        visits = [len(v) for v in self.visit_days]
+        depths = [d for ds in self.depths for d in ds]
+        return {
+            **{f"retention_{d}": self.retention(d) for d in (7, 14, 30) if d <= self.days},
+            "returned": float(np.mean([n > 1 for n in visits])),
+            "return_days": float(np.mean(gaps)) if gaps else float("nan"),
+            "active_days": float(np.mean(visits)),
+            "session_depth": float(np.mean(depths)) if depths else 0.0,
+            "engagement": float(np.mean([sum(ds) for ds in self.depths])),
+            "coverage": len(self.shown) / catalogue_size,
+            "ndcg_at_10": float(np.mean([_ndcg(s, i) for s, i in zip(self.first_slates, self.ideal, strict=True)])),
+        }
+
+
+def _ndcg(slate: list[str], ideal: set[str], k: int = 10) -> float:
+    gains = [1.0 / np.log2(p + 2) for p, item in enumerate(slate[:k]) if item in ideal]
+    best = sum(1.0 / np.log2(p + 2) for p in range(min(k, len(ideal))))
+    return sum(gains) / best if best else 0.0
+
+
+def simulate(policy: Policy, population: Population, catalogue: Catalogue, model: UserModel, days: int,
+             start_time: float, seed: int, progress: Callable[[int], None] | None = None) -> Run:
+    """One run of ``policy`` over ``days`` days from ``start_time`` (Unix seconds of day 0). Every
+    user visits on day 0. Each user draws from their own stream, seeded by (``seed``, user), so two
+    policies meet the same users with the same luck wherever their slates agree."""
+    users = copy.deepcopy(population)  # the population's state is the run's own
+    n = len(users.user_ids)
+    index = {item: i for i, item in enumerate(catalogue.item_ids)}
+    unit = catalogue.unit
+    streams = [np.random.default_rng([seed, u]) for u in range(n)]
+    next_day = np.zeros(n)
+    run = Run(days, [[] for _ in range(n)], [[] for _ in range(n)])
+    choice = model.choice
+    for day in range(days + 1):
+        if day:
+            users.exposure *= choice.exposure_decay
+        for u in np.flatnonzero(next_day == day):
+            rng = streams[u]
+            now = start_time + day * DAY + float(rng.integers(8 * 3600, 23 * 3600))
+            base = utilities(choice, users.taste[u], unit, catalogue.quality, users.exposure[u])
+            scale = _standardiser(base, users.histories[u], index)
+            if day == 0:
+                seen = {index[i] for i in users.histories[u] if i in index}
+                order = [j for j in np.argsort(-base) if j not in seen][:10]
+                run.ideal.append({catalogue.item_ids[j] for j in order})
+            taken_rows, satisfaction = _visit(policy, users, u, catalogue, model, index, unit, now, rng, run,
+                                              first=day == 0, scale=scale, seed=seed)
+            run.visit_days[u].append(day)
+            run.depths[u].append(len(taken_rows))
+            if day == 0 and len(run.first_slates) < len(run.ideal):
+                run.first_slates.append([])
+            sat = float(np.mean(satisfaction)) if satisfaction else -1.0  # leaving empty-handed: a poor visit
+            rep = (repetition(catalogue.shares[taken_rows]) - model.repetition_mean) / model.repetition_sd \
+                if taken_rows else 0.0
+            multiplier = np.exp(model.satisfaction_effect * sat + model.repetition_effect * rep)
+            gap = model.returns.draw_gap(users.rate[u:u + 1], np.array([multiplier]), rng)[0]
+            next_day[u] = day + gap
+        if progress is not None:
+            progress(day)
+    return run
+
+
+def _standardiser(utility: np.ndarray, history: list[str], index: dict[str, int]) -> tuple[float, float]:
+    """The mean and SD of the user's utility over the items they have not seen (what S is in SDs of)."""
+    mask = np.ones(len(utility), dtype=bool)
+    mask[[index[i] for i in history if i in index]] = False
+    values = utility[mask] if mask.any() else utility
+    return float(values.mean()), float(values.std() or 1.0)
+
+
+def _visit(policy: Policy, users: Population, u: int, catalogue: Catalogue, model: UserModel,
+           index: dict[str, int], unit: np.ndarray, now: float, rng: np.random.Generator, run: Run, *,
+           first: bool, scale: tuple[float, float], seed: int) -> tuple[list[int], list[float]]:
+    """One visit: slates until the user leaves; returns the rows taken and each one's satisfaction."""
+    choice = model.choice
+    taken_rows: list[int] = []
+    satisfaction: list[float] = []
+    while len(taken_rows) < choice.max_depth:
+        last = users.last_event[u]
+        slate = policy.slate(users.histories[u], now, None if np.isnan(last) else float(last), model.page_size,
+                             int(rng.integers(2**63)))
+        run.requests += 1
+        rows = np.array([index[s.item] for s in slate if s.item in index], dtype=np.int64)
+        if first and not taken_rows and not satisfaction:
+            run.first_slates.append([catalogue.item_ids[r] for r in rows])
+        run.shown.update(catalogue.item_ids[r] for r in rows)
+        if not len(rows):
+            break
+        taken = np.zeros(len(rows), dtype=bool)
+        leave = False
+        while not taken.all():
+            utility = utilities(choice, users.taste[u], unit[rows], catalogue.quality[rows], users.exposure[u])
+            pick = choose(choice, utility, taken, rng)
+            if pick is None:
+                leave = True
+                break
+            taken[pick] = True
+            row = int(rows[pick])
+            taken_rows.append(row)
+            satisfaction.append((float(utility[pick]) - scale[0]) / scale[1])
+            users.exposure[u] += catalogue.shares[row]
+            users.histories[u].append(catalogue.item_ids[row])
+            users.last_event[u] = now
+            now += 60.0  # the next item a minute later
+            if rng.random() >= users.go_on[u] or len(taken_rows) >= choice.max_depth:
+                leave = True
+                break
+        if leave:
+            break
+    return taken_rows, satisfaction
