@@ -30,6 +30,9 @@ class SimulationResult:
     seeds: list[int]
     measures: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # policy -> per seed
     curves: dict[str, list[list[float]]] = field(default_factory=dict)  # policy -> per seed, day 1..D
+    # policy -> KS of the simulated visits (seeds pooled) against the same users' real ones: gaps
+    # within the run's days, and depths against their returning visits
+    fit: dict[str, dict[str, float]] = field(default_factory=dict)
     requests: int = 0
 
     def interval(self, policy: str, name: str) -> tuple[float, float, float]:
@@ -82,6 +85,14 @@ def policies(settings: Settings, names: list[str], version: str | None = None) -
     from training.simulation.policies import PackagedPolicy, RandomPolicy
     from training.tracking import CHAMPION, alias_version, load_version, mlflow_client
 
+    def registered_version(number: str):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return load_version(settings, number)
+        except MlflowException as exc:
+            raise ValueError(f"no registered version {number} of the model to simulate: {exc.message}") from None
+
     unknown = [n for n in names if n not in POLICIES and not (n.startswith("v") and n[1:].isdigit())]
     if unknown:
         raise ValueError(f"unknown policies {', '.join(unknown)}: expected {', '.join(POLICIES)} or vN")
@@ -105,14 +116,14 @@ def policies(settings: Settings, names: list[str], version: str | None = None) -
                     if found is None:
                         raise ValueError("no @champion to simulate: train and promote a model, or pass --version")
                     version = str(found.version)
-                registered = load_version(settings, version)
+                registered = registered_version(version)
                 if registered.model_name != "sequence":
                     raise ValueError(f"version {version} is a {registered.model_name} model, not the sequence model")
             served = registered if name == "sequence" else registered.under_policy(
                 settings.engagement.weights(settings.seed))
             out.append(PackagedPolicy(name, served))
         else:
-            out.append(PackagedPolicy(name, load_version(settings, name[1:])))
+            out.append(PackagedPolicy(name, registered_version(name[1:])))
     return out
 
 
@@ -121,6 +132,7 @@ def simulate(settings: Settings, names: list[str], days: int = 30, seeds: int = 
     """Each policy served to the same ``users`` simulated users for ``days`` days, once per seed."""
     from longview.store import dataset_clock, load_catalogue, load_events
     from training.simulation import build
+    from training.simulation import calibration as cal
     from training.simulation.world import simulate as run_world
 
     calibration = build.load(frozen_path(settings))
@@ -130,32 +142,41 @@ def simulate(settings: Settings, names: list[str], days: int = 30, seeds: int = 
     first = REPORTED_SEED if part == "reported" else TUNING_SEED
     result = SimulationResult(calibration.model.digest(), days, len(chosen), part, list(range(first, first + seeds)))
     start = dataset_clock(events).timestamp() + 86_400
+    real = cal.GapTargets.of(cal.real_visits(events[events["user_id"].isin(set(chosen))], items), days)
     for policy in policies(settings, names, version):
+        gaps, depths = [], []
         for seed in result.seeds:
             population = build.population_of(events, catalogue, calibration.model, chosen, seed)
             run = run_world(policy, population, catalogue, calibration.model, days, start, seed)
             result.measures.setdefault(policy.name, []).append(run.measures(len(catalogue.item_ids)))
             result.curves.setdefault(policy.name, []).append(run.curve().tolist())
             result.requests += run.requests
+            gaps += [b - a for v in run.visit_days for a, b in zip(v, v[1:])]
+            depths += [d for ds in run.depths for d in ds]
             if progress:
                 m = result.measures[policy.name][-1]
-                print(f"  {policy.name} seed {seed}: retention_{days} {m.get(f'retention_{days}', float('nan')):.3f}, "
+                print(f"  {policy.name} seed {seed}: retention_{days} {m[f'retention_{days}']:.3f}, "
                       f"{run.requests} slates", flush=True)
+        result.fit[policy.name] = {"gap_ks": round(cal.ks(np.array(gaps, float), real.gaps), 4),
+                                   "depth_ks": round(cal.ks(np.array(depths, float), real.depths), 4)}
     return result
 
 
 def table(result: SimulationResult, against: str = "sequence") -> Iterator[str]:
     """One line per policy: each measure's mean over seeds with its 95% interval, and retention's
     paired difference from ``against`` where it ran."""
-    names = [n for n in ("retention_7", "retention_14", "retention_30", "return_days", "active_days",
-                         "session_depth", "engagement", "coverage", "ndcg_at_10") if n in next(iter(
-                             result.measures.values()))[0]]
+    measured = next(iter(result.measures.values()))[0]
+    names = [n for n in measured if n.startswith("retention_")] + [
+        n for n in ("return_days", "active_days", "session_depth", "engagement", "coverage", "ndcg_at_10")]
     yield (f"user model {result.digest}; {result.users} {result.part} users, {result.days} days, seeds "
            f"{result.seeds[0]}..{result.seeds[-1]}; mean [95% interval over seeds]")
     for policy in result.measures:
         cells = [f"{n} {m:.3f} [{lo:.3f}, {hi:.3f}]" for n in names for m, lo, hi in [result.interval(policy, n)]]
         yield f"{policy}: " + ", ".join(cells)
-    last = f"retention_{result.days}" if f"retention_{result.days}" in names else names[0]
+    for policy, fit in result.fit.items():
+        yield (f"{policy}: simulated against the same users' real visits, KS of gaps within {result.days} days "
+               f"{fit['gap_ks']:.3f}, of visit depths {fit['depth_ks']:.3f}")
+    last = f"retention_{result.days}"
     if against in result.measures:
         for policy in result.measures:
             if policy != against:

@@ -14,6 +14,10 @@ import pandas as pd
 MAX_ID_LENGTH = 64
 ID_REGEX = rf"^[A-Za-z0-9][A-Za-z0-9_.:\-]{{0,{MAX_ID_LENGTH - 1}}}$"
 ID_PATTERN = re.compile(ID_REGEX)
+# The id /recommend gives each list it serves (the served log's key, echoed by /feedback).
+REQUEST_ID_REGEX = r"^r_[0-9a-f]{32}$"
+# A user id after pseudonymisation (longview/privacy.py): what the served log may hold, never a raw id.
+PSEUDONYM_REGEX = r"^u_[0-9a-f]{24}$"
 
 
 def fit_ids(ids: np.ndarray) -> np.ndarray:

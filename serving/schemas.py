@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from longview.ids import ID_REGEX, MAX_ID_LENGTH
+from longview.ids import ID_REGEX, MAX_ID_LENGTH, REQUEST_ID_REGEX
 from longview.settings import get_settings
 
 # Read when the service starts: the bounds its OpenAPI page shows.
@@ -19,7 +19,7 @@ UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID
 ItemId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_REGEX,
                               description=f"an item's id (1-{MAX_ID_LENGTH} letters, digits, _.:-)")]
 # The id of one served list, issued by /recommend and echoed by the /feedback events about it.
-RequestId = Annotated[str, Field(pattern=r"^r_[0-9a-f]{32}$", description="the request_id /recommend returned")]
+RequestId = Annotated[str, Field(pattern=REQUEST_ID_REGEX, description="the request_id /recommend returned")]
 TopK = Annotated[int, Field(ge=1, le=MAX_K, description=f"how many items, 1 to {MAX_K}")]
 
 # hide_input_in_errors: BentoML logs a rejected request's validation error at ERROR level, and the

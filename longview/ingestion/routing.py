@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from longview.ids import ID_REGEX
+from longview.ids import ID_REGEX, PSEUDONYM_REGEX, REQUEST_ID_REGEX
 from longview.ingestion.preparing import (
     PREPARE,
     add_distribution_columns,
@@ -75,11 +75,13 @@ def _parameters(settings: Settings, table: str) -> dict:
         return {"id_regex": ID_REGEX}
     catalogue = load_catalogue(settings)
     if table == "served":
-        return {"id_regex": ID_REGEX, "earliest_epoch": _epoch(settings.earliest_event), "latest_epoch": latest,
+        return {"id_regex": ID_REGEX, "request_id_regex": REQUEST_ID_REGEX, "pseudonym_regex": PSEUDONYM_REGEX,
+                "earliest_epoch": _epoch(settings.earliest_event), "latest_epoch": latest,
                 "max_position": settings.serving.max_k - 1,
                 "known_items": None if catalogue.empty else sorted(catalogue["item_id"])}
     return {
         "id_regex": ID_REGEX,
+        "request_id_regex": REQUEST_ID_REGEX,
         "earliest_epoch": _epoch(settings.earliest_event),
         "latest_epoch": latest,
         "dwell_cap_seconds": settings.dwell_cap_seconds,

@@ -52,7 +52,8 @@ class Run:
         visits = [len(v) for v in self.visit_days]
         depths = [d for ds in self.depths for d in ds]
         return {
-            **{f"retention_{d}": self.retention(d) for d in (7, 14, 30) if d <= self.days},
+            **{f"retention_{d}": self.retention(d) for d in sorted({d for d in (7, 14, 30) if d <= self.days}
+                                                                  | {self.days})},
             "returned": float(np.mean([n > 1 for n in visits])),
             "return_days": float(np.mean(gaps)) if gaps else float("nan"),
             "active_days": float(np.mean(visits)),

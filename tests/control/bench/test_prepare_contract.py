@@ -215,16 +215,22 @@ def test_an_expectation_that_errors_rejects_the_batch(home, tmp_path):
 
 
 def test_one_id_definition():
-    """The suites take the id pattern from longview.ids, as the loaders and the service do."""
-    from longview.ids import ID_REGEX, MAX_ID_LENGTH
-    from serving.schemas import UserId
+    """The suites take the id patterns from longview.ids, as the loaders and the service do."""
+    from longview.ids import ID_REGEX, MAX_ID_LENGTH, REQUEST_ID_REGEX
+    from longview.ingestion.routing import _parameters
+    from serving.schemas import RequestId, UserId
 
     settings = get_settings()
-    for table in ("events", "items", "users", "tags"):
+    named = {"id_regex", "request_id_regex", "pseudonym_regex"}
+    for table in ("events", "items", "users", "tags", "served"):
         suite = json.loads((settings.expectations_dir / f"{table}.json").read_text())
         for expectation in suite["expectations"]:
             if expectation["kwargs"].get("column", "").endswith("_id") and "regex" in expectation["kwargs"]:
-                assert expectation["kwargs"]["regex"] == {"$PARAMETER": "id_regex"}, (table, expectation)
+                regex = expectation["kwargs"]["regex"]
+                assert isinstance(regex, dict) and regex["$PARAMETER"] in named, (table, expectation)
+                assert regex["$PARAMETER"] in _parameters(settings, table), (table, regex)
+    request_id = {type(m).__name__: m for m in RequestId.__metadata__[0].metadata}
+    assert request_id["_PydanticGeneralMetadata"].pattern == REQUEST_ID_REGEX
     constraints = {type(m).__name__: m for m in UserId.__metadata__[0].metadata}
     assert constraints["MaxLen"].max_length == MAX_ID_LENGTH == 64
     assert constraints["_PydanticGeneralMetadata"].pattern == ID_REGEX

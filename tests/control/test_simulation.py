@@ -1,0 +1,77 @@
+"""`longview simulate` on the demo's data home: every policy through the registered model, a table
+with intervals, the user model's digest, the retention plot in MLflow; bad requests refused clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import SMALL_WORLD, last_json, longview
+from training.simulation.build import FROZEN_DIR
+
+
+@pytest.fixture(scope="module")
+def home(trained, tmp_path_factory):
+    home = tmp_path_factory.mktemp("simulate") / "home"
+    shutil.copytree(trained.home, home, ignore=shutil.ignore_patterns("*.log", "bentoml"))
+    return home
+
+
+def env(home, **extra) -> dict[str, str]:
+    return {**SMALL_WORLD, "LONGVIEW_HOME": str(home), **extra}
+
+
+def test_simulate_serves_every_policy_and_logs_the_retention_plot(home):
+    result = longview("simulate", "--users", "12", "--seeds", "2", "--days", "6", env=env(home))
+    assert result.returncode == 0, result.stderr[-3000:]
+    frozen = json.loads((FROZEN_DIR / "ml-100k.json").read_text())["digest"]
+    assert f"user model {frozen}" in result.stdout
+    summary = last_json(result.stdout)
+    assert summary["user_model"] == frozen and summary["seeds"] == [1000, 1001] and summary["users"] == 12
+    assert set(summary["policies"]) == {"random", "popularity", "recent_popularity", "sequence", "engagement"}
+    for measures in summary["policies"].values():
+        assert 0 <= measures["retention_6"] <= 1 and measures["active_days"] >= 1 and 0 < measures["coverage"] <= 1
+    assert "engagement - sequence, retention_6" in result.stdout
+
+    run_id = next(line.split(": ")[1] for line in result.stdout.splitlines() if line.startswith("mlflow run: "))
+    from mlflow import MlflowClient
+
+    from tests.conftest import settings_of
+
+    client = MlflowClient(tracking_uri=settings_of(home).tracking_uri)
+    run = client.get_run(run_id)
+    assert run.data.params["user_model"] == frozen and "engagement.retention_6" in run.data.metrics
+    assert [a.path for a in client.list_artifacts(run_id, "plots")] == ["plots/retention.png"]
+
+
+def test_tuning_users_and_seeds_are_not_the_reported_ones(home):
+    reported = last_json(longview("simulate", "--users", "8", "--seeds", "1", "--days", "2", "--policies",
+                                  "random", env=env(home)).stdout)
+    tuning = last_json(longview("simulate", "--users", "8", "--seeds", "1", "--days", "2", "--policies", "random",
+                                "--tuning", env=env(home)).stdout)
+    assert reported["seeds"] == [1000] and tuning["seeds"] == [0]
+
+
+@pytest.mark.parametrize("args, extra, message", [
+    (["--policies", "oracle"], {}, "unknown policies oracle"),
+    (["--policies", "sequence", "--version", "999"], {}, "999"),
+    (["--days", "0"], {}, "Invalid value"),
+    (["--users", "-3"], {}, "Invalid value"),
+    ([], {"LONGVIEW_SIMULATION__USER_MODEL": "/nonexistent/model.json"}, "--calibrate"),
+])
+def test_bad_requests_are_refused_with_one_clear_line(home, args, extra, message):
+    result = longview("simulate", "--users", "4", "--seeds", "1", "--days", "2", *args, env=env(home, **extra))
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_tampered_user_model_is_refused(home, tmp_path):
+    values = json.loads((FROZEN_DIR / "ml-100k.json").read_text())
+    values["model"]["satisfaction_effect"] = 9.0  # someone "tuned" the frozen model by hand
+    path = tmp_path / "tampered.json"
+    path.write_text(json.dumps(values))
+    result = longview("simulate", "--users", "4", "--seeds", "1", "--days", "2", "--policies", "random",
+                      env=env(home, LONGVIEW_SIMULATION__USER_MODEL=str(path)))
+    assert result.returncode == 2 and "changed after it was frozen" in result.stderr
