@@ -142,7 +142,11 @@ def simulate(settings: Settings, names: list[str], days: int = 30, seeds: int = 
     first = REPORTED_SEED if part == "reported" else TUNING_SEED
     result = SimulationResult(calibration.model.digest(), days, len(chosen), part, list(range(first, first + seeds)))
     start = dataset_clock(events).timestamp() + 86_400
-    real = cal.GapTargets.of(cal.real_visits(events[events["user_id"].isin(set(chosen))], items), days)
+    # Gaps are compared where both sides see the whole window: a simulated user's first return after
+    # day 0, and real returns within ``days`` of a visit with that many days of data after it.
+    real_visits = cal.real_visits(events[events["user_id"].isin(set(chosen))], items)
+    real_gaps = real_visits.gap[(real_visits.follow_up >= days) & (real_visits.gap <= days)]
+    real_depths = cal.GapTargets.of(real_visits, days).depths
     for policy in policies(settings, names, version):
         gaps, depths = [], []
         for seed in result.seeds:
@@ -151,14 +155,14 @@ def simulate(settings: Settings, names: list[str], days: int = 30, seeds: int = 
             result.measures.setdefault(policy.name, []).append(run.measures(len(catalogue.item_ids)))
             result.curves.setdefault(policy.name, []).append(run.curve().tolist())
             result.requests += run.requests
-            gaps += [b - a for v in run.visit_days for a, b in zip(v, v[1:])]
+            gaps += [v[1] - v[0] for v in run.visit_days if len(v) > 1]
             depths += [d for ds in run.depths for d in ds]
             if progress:
                 m = result.measures[policy.name][-1]
                 print(f"  {policy.name} seed {seed}: retention_{days} {m[f'retention_{days}']:.3f}, "
                       f"{run.requests} slates", flush=True)
-        result.fit[policy.name] = {"gap_ks": round(cal.ks(np.array(gaps, float), real.gaps), 4),
-                                   "depth_ks": round(cal.ks(np.array(depths, float), real.depths), 4)}
+        result.fit[policy.name] = {"gap_ks": round(cal.ks(np.array(gaps, float), real_gaps), 4),
+                                   "depth_ks": round(cal.ks(np.array(depths, float), real_depths), 4)}
     return result
 
 
@@ -174,8 +178,8 @@ def table(result: SimulationResult, against: str = "sequence") -> Iterator[str]:
         cells = [f"{n} {m:.3f} [{lo:.3f}, {hi:.3f}]" for n in names for m, lo, hi in [result.interval(policy, n)]]
         yield f"{policy}: " + ", ".join(cells)
     for policy, fit in result.fit.items():
-        yield (f"{policy}: simulated against the same users' real visits, KS of gaps within {result.days} days "
-               f"{fit['gap_ks']:.3f}, of visit depths {fit['depth_ks']:.3f}")
+        yield (f"{policy}: simulated against the same users' real visits, KS of first returns within "
+               f"{result.days} days {fit['gap_ks']:.3f}, of returning visits' depths {fit['depth_ks']:.3f}")
     last = f"retention_{result.days}"
     if against in result.measures:
         for policy in result.measures:

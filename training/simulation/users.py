@@ -3,7 +3,8 @@ slate, tire of what they have seen and come back (or do not).
 
 Choice (per slate, one item at a time): slot p is looked at with probability ``position_decay**p``;
 among the items looked at and not yet taken, item i is taken with a multinomial-logit chance
-against leaving (utility ``outside_utility``), where
+against taking nothing more from this slate (utility ``outside_utility``: the user then asks for the
+next slate, and leaves after ``patience`` slates in a row with nothing taken), where
 
     utility(u, i) = taste_weight x cos(taste_u, genres_i) + quality_weight x quality_i
                     - boredom_weight x exposure_u . genres_i / (1 + sum(exposure_u))
@@ -38,7 +39,8 @@ class ChoiceModel:
     taste_weight: float = 3.0  # utility per unit of cosine between the user's taste and the item's genres
     quality_weight: float = 0.5  # utility per SD of the item's (Bayesian-averaged) rating
     position_decay: float = 0.85  # the chance of looking at slot p is position_decay ** p
-    outside_utility: float = 1.5  # the utility of leaving instead of taking an item
+    outside_utility: float = 1.5  # the utility of taking nothing more from this slate
+    patience: int = 2  # slates in a row the user takes nothing from before leaving
     boredom_weight: float = 2.0  # utility lost when all recent exposure is in the item's genres
     exposure_decay: float = 0.8  # per day, exposure to each genre keeps this share
     max_depth: int = 200  # items in one visit at most (a guard, far above the data's 99th percentile)

@@ -39,6 +39,7 @@ class Run:
     first_slates: list[list[str]] = field(default_factory=list)  # each user's first slate of day 0
     ideal: list[set[str]] = field(default_factory=list)  # each user's 10 best unseen items on day 0
     requests: int = 0
+    requests_of_visit: int = 0  # slates asked for in the current visit
 
     def retention(self, day: int, window: int = 7) -> float:
         """Share of the users who visited in the ``window`` days up to ``day`` (day 0 is everyone's first)."""
@@ -95,12 +96,11 @@ def simulate(policy: Policy, population: Population, catalogue: Catalogue, model
                 seen = {index[i] for i in users.histories[u] if i in index}
                 order = [j for j in np.argsort(-base) if j not in seen][:10]
                 run.ideal.append({catalogue.item_ids[j] for j in order})
+            run.requests_of_visit = 0
             taken_rows, satisfaction = _visit(policy, users, u, catalogue, model, index, unit, now, rng, run,
                                               first=day == 0, scale=scale, seed=seed)
             run.visit_days[u].append(day)
             run.depths[u].append(len(taken_rows))
-            if day == 0 and len(run.first_slates) < len(run.ideal):
-                run.first_slates.append([])
             sat = float(np.mean(satisfaction)) if satisfaction else -1.0  # leaving empty-handed: a poor visit
             rep = (repetition(catalogue.shares[taken_rows]) - model.repetition_mean) / model.repetition_sd \
                 if taken_rows else 0.0
@@ -127,24 +127,25 @@ def _visit(policy: Policy, users: Population, u: int, catalogue: Catalogue, mode
     choice = model.choice
     taken_rows: list[int] = []
     satisfaction: list[float] = []
-    while len(taken_rows) < choice.max_depth:
+    empty = 0  # slates in a row with nothing taken
+    while len(taken_rows) < choice.max_depth and empty < choice.patience:
         last = users.last_event[u]
         slate = policy.slate(users.histories[u], now, None if np.isnan(last) else float(last), model.page_size,
                              int(rng.integers(2**63)))
         run.requests += 1
         rows = np.array([index[s.item] for s in slate if s.item in index], dtype=np.int64)
-        if first and not taken_rows and not satisfaction:
+        if first and run.requests_of_visit == 0:
             run.first_slates.append([catalogue.item_ids[r] for r in rows])
+        run.requests_of_visit += 1
         run.shown.update(catalogue.item_ids[r] for r in rows)
         if not len(rows):
             break
         taken = np.zeros(len(rows), dtype=bool)
-        leave = False
+        done = False
         while not taken.all():
             utility = utilities(choice, users.taste[u], unit[rows], catalogue.quality[rows], users.exposure[u])
             pick = choose(choice, utility, taken, rng)
-            if pick is None:
-                leave = True
+            if pick is None:  # nothing more from this slate: the next one, unless patience runs out
                 break
             taken[pick] = True
             row = int(rows[pick])
@@ -155,8 +156,9 @@ def _visit(policy: Policy, users: Population, u: int, catalogue: Catalogue, mode
             users.last_event[u] = now
             now += 60.0  # the next item a minute later
             if rng.random() >= users.go_on[u] or len(taken_rows) >= choice.max_depth:
-                leave = True
+                done = True
                 break
-        if leave:
+        if done:
             break
+        empty = 0 if taken.any() else empty + 1
     return taken_rows, satisfaction
