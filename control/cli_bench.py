@@ -16,14 +16,18 @@ app = typer.Typer()
 @app.command()
 def bench(
     name: Annotated[str, typer.Argument(help="validation, features, contract, accuracy, long-term-value, "
-                                             "off-policy, serving, quantization, pipeline or layout")],
+                                             "long-term, off-policy, serving, quantization, pipeline or layout")],
     root: Annotated[Path | None, typer.Option(help="where the benchmark's own data homes go (default: HOME/bench)")] = None,
     examples: Annotated[int, typer.Option(min=1, help="contract: how many random examples to try")] = 500,
     dataset: Annotated[str | None, typer.Option(help="accuracy, long-term-value, serving, quantization, pipeline: the "
                                                      "dataset, as for `longview data prepare` (default ml-1m-sasrec; "
                                                      "long-term-value: ml-100k)")] = None,
-    source: Annotated[Path | None, typer.Option(help="accuracy, long-term-value, off-policy, quantization, pipeline: "
-                                                     "a folder holding the dataset")] = None,
+    source: Annotated[Path | None, typer.Option(help="accuracy, long-term-value, long-term, off-policy, quantization, "
+                                                     "pipeline: a folder holding the dataset")] = None,
+    users: Annotated[int | None, typer.Option(min=1, help="long-term: simulated users (default: the setting)")] = None,
+    seeds: Annotated[int | None, typer.Option(min=1, max=100, help="long-term: seeds (default: the setting)")] = None,
+    days: Annotated[int | None, typer.Option(min=1, max=365, help="long-term: simulated days (default: the setting)")] = None,
+    episodes: Annotated[int, typer.Option(min=1, max=100_000, help="long-term: RecSim users per seed")] = 50,
     protocol: Annotated[str, typer.Option(help="accuracy: loo (leave-one-out) or temporal")] = "loo",
     dump_topk: Annotated[Path | None, typer.Option(help="accuracy: write each test user's top 10 here")] = None,
     models: Annotated[str | None, typer.Option(help="accuracy: comma-separated models (default: all)")] = None,
@@ -51,6 +55,8 @@ def bench(
         options = {"dataset": dataset or "ml-100k", "source": source}
     if name == "off-policy":
         options = {"source": source}
+    if name == "long-term":
+        options = {"source": source, "users": users, "seeds": seeds, "days": days, "episodes": episodes}
     if name == "serving":
         options = {"dataset": dataset or "ml-1m-sasrec", "reuse": reuse, "load_seconds": load_seconds,
                    "scale_items": scale_items}

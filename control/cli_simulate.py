@@ -38,9 +38,9 @@ def simulate(
             print_json(simulation.calibrate(settings, calibrate))
             return
         options = settings.simulation
-        result = simulation.simulate(settings, [p.strip() for p in policies.split(",") if p.strip()],
-                                     days or options.days, seeds or options.seeds, users or options.users,
-                                     "tuning" if tuning else "reported", version)
+        served = simulation.policies(settings, [p.strip() for p in policies.split(",") if p.strip()], version)
+        result = simulation.simulate(settings, served, days or options.days, seeds or options.seeds,
+                                     users or options.users, "tuning" if tuning else "reported")
     except (ValueError, FileNotFoundError) as exc:
         fail(one_line(exc), 2)
     for line in simulation.table(result):

@@ -78,9 +78,6 @@ def policies(settings: Settings, names: list[str], version: str | None = None) -
     """The named policies: random; popularity and recent popularity fitted on the data home's events
     here; the registered sequence model (``version``, default @champion) as its own ranking and
     under the engagement policy with the settings' weights; ``v<N>``: registered version N as served."""
-    from training.models.packaged import PackagedModel
-    from training.packaging import model_config
-    from training.registry import model_class
     from training.sequences import split_from_store
     from training.simulation.policies import PackagedPolicy, RandomPolicy
     from training.tracking import CHAMPION, alias_version, load_version, mlflow_client
@@ -105,10 +102,7 @@ def policies(settings: Settings, names: list[str], version: str | None = None) -
         elif name in ("popularity", "recent_popularity"):
             if known is None:
                 known = split_from_store(settings, "loo", real_time=True, profiles=False)[0].known
-            model = model_class(name)()
-            model.fit(known, settings, progress=False)
-            out.append(PackagedPolicy(name, PackagedModel().load(model_config(model, known.item_ids, settings),
-                                                                 model.tensors())))
+            out.append(fitted_policy(name, known, settings))
         elif name in ("sequence", "engagement"):
             if registered is None:
                 if version is None:
@@ -127,9 +121,22 @@ def policies(settings: Settings, names: list[str], version: str | None = None) -
     return out
 
 
-def simulate(settings: Settings, names: list[str], days: int = 30, seeds: int = 3, users: int = 300,
-             part: str = "reported", version: str | None = None, progress: bool = True) -> SimulationResult:
-    """Each policy served to the same ``users`` simulated users for ``days`` days, once per seed."""
+def fitted_policy(name: str, known, settings: Settings):
+    """Model ``name`` fitted on ``known`` (Interactions) here and packaged as a registered one is."""
+    from training.models.packaged import PackagedModel
+    from training.packaging import model_config
+    from training.registry import model_class
+    from training.simulation.policies import PackagedPolicy
+
+    model = model_class(name)()
+    model.fit(known, settings, progress=False)
+    return PackagedPolicy(name, PackagedModel().load(model_config(model, known.item_ids, settings), model.tensors()))
+
+
+def simulate(settings: Settings, served: list, days: int = 30, seeds: int = 3, users: int = 300,
+             part: str = "reported", progress: bool = True) -> SimulationResult:
+    """Each policy of ``served`` (Policy objects: ``policies`` makes them from names) served to the
+    same ``users`` simulated users for ``days`` days, once per seed."""
     from longview.store import dataset_clock, load_catalogue, load_events
     from training.simulation import build
     from training.simulation import calibration as cal
@@ -147,7 +154,7 @@ def simulate(settings: Settings, names: list[str], days: int = 30, seeds: int = 
     real_visits = cal.real_visits(events[events["user_id"].isin(set(chosen))], items)
     real_gaps = real_visits.gap[(real_visits.follow_up >= days) & (real_visits.gap <= days)]
     real_depths = cal.GapTargets.of(real_visits, days).depths
-    for policy in policies(settings, names, version):
+    for policy in served:
         gaps, depths = [], []
         for seed in result.seeds:
             population = build.population_of(events, catalogue, calibration.model, chosen, seed)

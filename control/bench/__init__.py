@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "accuracy": "control.bench.accuracy:accuracy",
     "long-term-value": "control.bench.long_term_value:long_term_value",
     "off-policy": "control.bench.off_policy:off_policy",
+    "long-term": "control.bench.long_term:long_term",
     "serving": "control.bench.serving:serving",
     "quantization": "control.bench.quantization:quantization",
     "pipeline": "control.bench.pipeline:pipeline",

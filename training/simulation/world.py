@@ -42,8 +42,9 @@ class Run:
     requests_of_visit: int = 0  # slates asked for in the current visit
 
     def retention(self, day: int, window: int = 7) -> float:
-        """Share of the users who visited in the ``window`` days up to ``day`` (day 0 is everyone's first)."""
-        return float(np.mean([any(day - window < d <= day for d in v) for v in self.visit_days]))
+        """Share of the users who came back in the ``window`` days up to ``day`` (day 0, everyone's
+        first visit, never counts)."""
+        return float(np.mean([any(max(day - window, 0) < d <= day for d in v) for v in self.visit_days]))
 
     def curve(self) -> np.ndarray:
         return np.array([self.retention(day) for day in range(1, self.days + 1)])
