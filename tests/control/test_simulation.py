@@ -47,31 +47,48 @@ def test_simulate_serves_every_policy_and_logs_the_retention_plot(home):
 
 
 def test_tuning_users_and_seeds_are_not_the_reported_ones(home):
-    reported = last_json(longview("simulate", "--users", "8", "--seeds", "1", "--days", "2", "--policies",
-                                  "random", env=env(home)).stdout)
-    tuning = last_json(longview("simulate", "--users", "8", "--seeds", "1", "--days", "2", "--policies", "random",
-                                "--tuning", env=env(home)).stdout)
-    assert reported["seeds"] == [1000] and tuning["seeds"] == [0]
+    from control.simulation import policies, simulate
+    from tests.conftest import settings_of
+
+    settings = settings_of(home)
+    served = policies(settings, ["random"])
+    reported = simulate(settings, served, days=2, seeds=1, users=8, progress=False)
+    tuning = simulate(settings, served, days=2, seeds=1, users=8, part="tuning", progress=False)
+    assert reported.seeds == [1000] and tuning.seeds == [0]
+    from training.simulation.build import users_of
+    from longview.store import load_events
+
+    events = load_events(settings)
+    assert not set(users_of(events, "reported")) & set(users_of(events, "tuning"))
 
 
-@pytest.mark.parametrize("args, extra, message", [
-    (["--policies", "oracle"], {}, "unknown policies oracle"),
-    (["--policies", "sequence", "--version", "999"], {}, "999"),
-    (["--days", "0"], {}, "Invalid value"),
-    (["--users", "-3"], {}, "Invalid value"),
-    ([], {"LONGVIEW_SIMULATION__USER_MODEL": "/nonexistent/model.json"}, "--calibrate"),
+@pytest.mark.parametrize("args, message", [
+    (["--policies", "oracle"], "unknown policies oracle"),
+    (["--days", "0"], "Invalid value"),
 ])
-def test_bad_requests_are_refused_with_one_clear_line(home, args, extra, message):
-    result = longview("simulate", "--users", "4", "--seeds", "1", "--days", "2", *args, env=env(home, **extra))
+def test_bad_requests_are_refused_with_one_clear_line(home, args, message):
+    result = longview("simulate", "--users", "4", "--seeds", "1", "--days", "2", *args, env=env(home))
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_tampered_user_model_is_refused(home, tmp_path):
+def test_a_missing_version_or_user_model_is_refused_clearly(home, tmp_path):
+    from control.simulation import policies, simulate
+    from tests.conftest import settings_of
+
+    settings = settings_of(home)
+    with pytest.raises(ValueError, match="no registered version 999"):
+        policies(settings, ["sequence"], version="999")
+    with pytest.raises(ValueError, match="no registered version 998"):
+        policies(settings, ["v998"])
+    missing = settings.model_copy(update={"simulation": settings.simulation.model_copy(
+        update={"user_model": tmp_path / "absent.json"})})
+    with pytest.raises(FileNotFoundError, match="--calibrate"):
+        simulate(missing, policies(settings, ["random"]), days=1, seeds=1, users=2, progress=False)
     values = json.loads((FROZEN_DIR / "ml-100k.json").read_text())
     values["model"]["satisfaction_effect"] = 9.0  # someone "tuned" the frozen model by hand
     path = tmp_path / "tampered.json"
     path.write_text(json.dumps(values))
-    result = longview("simulate", "--users", "4", "--seeds", "1", "--days", "2", "--policies", "random",
-                      env=env(home, LONGVIEW_SIMULATION__USER_MODEL=str(path)))
-    assert result.returncode == 2 and "changed after it was frozen" in result.stderr
+    tampered = settings.model_copy(update={"simulation": settings.simulation.model_copy(update={"user_model": path})})
+    with pytest.raises(ValueError, match="changed after it was frozen"):
+        simulate(tampered, policies(settings, ["random"]), days=1, seeds=1, users=2, progress=False)
