@@ -18,6 +18,9 @@ import numpy as np
 from longview.settings import Settings
 
 LOG_EPISODES, LOG_SEED = 300, 100  # RecSim's logging run: a uniform-random policy, seeds no evaluation uses
+# The off-policy check in our simulator: the champion explores this share of slots while it logs
+# (the served default is 0.02: too little overlap for an estimate), over this many seeds.
+OPE_EXPLORATION, OPE_SEEDS = 0.2, 5
 
 
 def long_term(settings: Settings, root: Path | None = None, source: Path | None = None, users: int | None = None,
@@ -77,6 +80,21 @@ def long_term(settings: Settings, root: Path | None = None, source: Path | None 
     base = float(np.mean(external["sequence"]))
     yield f"  engagement - sequence: {d:+.2f} [{lo:+.2f}, {hi:+.2f}] ({d / base:+.1%} relative)"
 
+    checks = simulated_ope(home, packaged, days, users)
+    yield (f"off-policy check in our simulator: the engagement policy exploring {OPE_EXPLORATION:.0%} of slots logs "
+           f"{days} days of the reported users; the accuracy-only model's top-slot click rate estimated from that "
+           f"log, against its true rate on the same requests ({len(checks)} seeds):")
+    summary = {}
+    for name in ("ips", "snips", "dr"):
+        covered = float(np.mean([c.covered(name) for c in checks]))
+        half = float(np.median([c.half_width(name) for c in checks]))
+        summary[name] = {"coverage": round(covered, 3), "half_width": round(half, 3)}
+        yield (f"  {name.upper()}: interval holds the truth in {covered:.0%} of seeds (goal >= 80%), median "
+               f"half-width {half:.0%} of the true value (goal <= 25%)")
+    for seed, c in enumerate(checks):
+        yield (f"  seed {seed}: truth {c.truth:.4f}, DR {c.dr.value:.4f} [{c.dr.low:.4f}, {c.dr.high:.4f}]; "
+               f"{c.slates} slates logged, {c.matches} with the challenger's top item on top")
+
     lines = list(off_policy(home, None))
     yield from lines[:-1]
     ope = json.loads(lines[-1])
@@ -88,7 +106,9 @@ def long_term(settings: Settings, root: Path | None = None, source: Path | None 
                         "ndcg_at_10": round(float(accuracy[name].mean()), 6) if name in accuracy else None}
                  for name in result.measures},
         "external": {name: {"long_term": round(float(np.mean(values)), 4)} for name, values in external.items()},
-        "ope": {"obd_estimate": ope["obd_estimate"], "obd_logged": ope["obd_logged"]},
+        "ope": {"obd_estimate": ope["obd_estimate"], "obd_logged": ope["obd_logged"], "sim_estimator": "dr",
+                "sim_coverage": summary["dr"]["coverage"], "sim_half_width": summary["dr"]["half_width"],
+                "sim_by_estimator": summary},
     })
 
 
@@ -98,6 +118,28 @@ def relative_change(ours: np.ndarray, theirs: np.ndarray, seed: int, samples: in
     picks = rng.integers(0, len(ours), (samples, len(ours)))
     ratios = ours[picks].mean(axis=1) / np.maximum(theirs[picks].mean(axis=1), 1e-12) - 1
     return float(ours.mean() / theirs.mean() - 1), float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
+
+
+def simulated_ope(settings: Settings, packaged, days: int, users: int) -> list:
+    """One off-policy check (training/simulation/ope_check.py) per seed: the engagement policy over
+    ``packaged`` logs while exploring OPE_EXPLORATION of slots; the challenger is ``packaged``'s own
+    ranking, the accuracy-only model."""
+    from control.simulation import REPORTED_SEED, frozen_path
+    from longview.store import dataset_clock, load_catalogue, load_events
+    from training.simulation import build, ope_check
+    from training.simulation.policies import PackagedPolicy
+
+    calibration = build.load(frozen_path(settings))
+    events, items = load_events(settings), load_catalogue(settings)
+    catalogue = build.catalogue_of(events, items)
+    chosen = build.users_of(events, "reported", users)
+    champion = PackagedPolicy("engagement", packaged.under_policy(
+        {**settings.engagement.weights(settings.seed), "exploration": OPE_EXPLORATION}))
+    challenger = PackagedPolicy("sequence", packaged)
+    start = dataset_clock(events).timestamp() + 86_400
+    return [ope_check.check(champion, challenger, build.population_of(events, catalogue, calibration.model, chosen, seed),
+                            catalogue, calibration.model, days, start, seed)
+            for seed in range(REPORTED_SEED, REPORTED_SEED + OPE_SEEDS)]
 
 
 def external_runs(settings: Settings, seeds: int, episodes: int) -> dict[str, list[float]]:

@@ -1,10 +1,10 @@
 """The simulated users: who they are (tastes and histories of real users), how they choose from a
 slate, tire of what they have seen and come back (or do not).
 
-Choice (per slate, one item at a time): slot p is looked at with probability ``position_decay**p``;
-among the items looked at and not yet taken, item i is taken with a multinomial-logit chance
-against taking nothing more from this slate (utility ``outside_utility``: the user then asks for the
-next slate, and leaves after ``patience`` slates in a row with nothing taken), where
+Choice (per slate, one item at a time, a cascade): the user scans the slots not yet taken from the
+top, looks at slot p with probability ``position_decay**p`` and takes its item with chance
+sigmoid(utility - ``outside_utility``); reaching the end with nothing taken ends this slate (the
+user then asks for the next one, and leaves after ``patience`` slates in a row with nothing taken), where
 
     utility(u, i) = taste_weight x cos(taste_u, genres_i) + quality_weight x quality_i
                     - boredom_weight x exposure_u . genres_i / (1 + sum(exposure_u))
@@ -114,16 +114,20 @@ def utilities(model: ChoiceModel, taste: np.ndarray, genres: np.ndarray, quality
 
 
 def choose(model: ChoiceModel, utility: np.ndarray, taken: np.ndarray, rng: np.random.Generator) -> int | None:
-    """One pick from a slate: the index of the item taken, or None for leaving. ``utility`` per
-    slot; ``taken``: slots already taken this visit (not taken again)."""
-    looked = rng.random(len(utility)) < model.position_decay ** np.arange(len(utility))
-    open_slots = np.flatnonzero(looked & ~taken)
-    if not len(open_slots):
-        return None
-    weights = np.exp(np.r_[model.outside_utility, utility[open_slots]] - max(model.outside_utility,
-                                                                             utility[open_slots].max()))
-    pick = rng.choice(len(weights), p=weights / weights.sum())
-    return None if pick == 0 else int(open_slots[pick - 1])
+    """One pick from a slate, as a cascade (Craswell et al., 2008): the user scans the slots not yet
+    taken from the top, looks at slot p with chance ``position_decay**p`` and takes its item with
+    chance sigmoid(utility - outside_utility); the first item taken is the pick (None: nothing).
+    Whether slot p is taken depends on the items at and above p only, which is what a slate's
+    cascade propensities can correct for."""
+    for slot in np.flatnonzero(~taken):
+        if rng.random() < model.position_decay ** slot and rng.random() < take_chance(model, float(utility[slot])):
+            return int(slot)
+    return None
+
+
+def take_chance(model: ChoiceModel, utility: float) -> float:
+    """The chance a looked-at item is taken: sigmoid(utility - outside_utility)."""
+    return 1.0 / (1.0 + np.exp(model.outside_utility - utility))
 
 
 def repetition(genres_taken: np.ndarray) -> float:

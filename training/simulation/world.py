@@ -72,11 +72,27 @@ def _ndcg(slate: list[str], ideal: set[str], k: int = 10) -> float:
     return sum(gains) / best if best else 0.0
 
 
+@dataclass(frozen=True)
+class SlateSeen:
+    """One served slate as a log sees it: the request (history, times), the user's state then, the
+    slate, and the slot of the user's first pick from it (None: nothing taken)."""
+
+    user: int
+    history: tuple[str, ...]
+    now: float
+    last: float | None
+    exposure: np.ndarray
+    slate: tuple  # the policy's Slots
+    first_pick: int | None
+
+
 def simulate(policy: Policy, population: Population, catalogue: Catalogue, model: UserModel, days: int,
-             start_time: float, seed: int, progress: Callable[[int], None] | None = None) -> Run:
+             start_time: float, seed: int, progress: Callable[[int], None] | None = None,
+             observe: Callable[[SlateSeen], None] | None = None) -> Run:
     """One run of ``policy`` over ``days`` days from ``start_time`` (Unix seconds of day 0). Every
     user visits on day 0. Each user draws from their own stream, seeded by (``seed``, user), so two
-    policies meet the same users with the same luck wherever their slates agree."""
+    policies meet the same users with the same luck wherever their slates agree. ``observe`` sees
+    every served slate (a served log)."""
     users = copy.deepcopy(population)  # the population's state is the run's own
     n = len(users.user_ids)
     index = {item: i for i, item in enumerate(catalogue.item_ids)}
@@ -99,7 +115,7 @@ def simulate(policy: Policy, population: Population, catalogue: Catalogue, model
                 run.ideal.append({catalogue.item_ids[j] for j in order})
             run.requests_of_visit = 0
             taken_rows, satisfaction = _visit(policy, users, u, catalogue, model, index, unit, now, rng, run,
-                                              first=day == 0, scale=scale, seed=seed)
+                                              first=day == 0, scale=scale, observe=observe)
             run.visit_days[u].append(day)
             run.depths[u].append(len(taken_rows))
             sat = float(np.mean(satisfaction)) if satisfaction else -1.0  # leaving empty-handed: a poor visit
@@ -123,16 +139,17 @@ def _standardiser(utility: np.ndarray, history: list[str], index: dict[str, int]
 
 def _visit(policy: Policy, users: Population, u: int, catalogue: Catalogue, model: UserModel,
            index: dict[str, int], unit: np.ndarray, now: float, rng: np.random.Generator, run: Run, *,
-           first: bool, scale: tuple[float, float], seed: int) -> tuple[list[int], list[float]]:
+           first: bool, scale: tuple[float, float],
+           observe: Callable[[SlateSeen], None] | None = None) -> tuple[list[int], list[float]]:
     """One visit: slates until the user leaves; returns the rows taken and each one's satisfaction."""
     choice = model.choice
     taken_rows: list[int] = []
     satisfaction: list[float] = []
     empty = 0  # slates in a row with nothing taken
     while len(taken_rows) < choice.max_depth and empty < choice.patience:
-        last = users.last_event[u]
-        slate = policy.slate(users.histories[u], now, None if np.isnan(last) else float(last), model.page_size,
-                             int(rng.integers(2**63)))
+        last = None if np.isnan(users.last_event[u]) else float(users.last_event[u])
+        before = (tuple(users.histories[u]), now, last, users.exposure[u].copy()) if observe else None
+        slate = policy.slate(users.histories[u], now, last, model.page_size, int(rng.integers(2**63)))
         run.requests += 1
         rows = np.array([index[s.item] for s in slate if s.item in index], dtype=np.int64)
         if first and run.requests_of_visit == 0:
@@ -142,13 +159,14 @@ def _visit(policy: Policy, users: Population, u: int, catalogue: Catalogue, mode
         if not len(rows):
             break
         taken = np.zeros(len(rows), dtype=bool)
-        done = False
+        done, first_pick = False, None
         while not taken.all():
             utility = utilities(choice, users.taste[u], unit[rows], catalogue.quality[rows], users.exposure[u])
             pick = choose(choice, utility, taken, rng)
             if pick is None:  # nothing more from this slate: the next one, unless patience runs out
                 break
             taken[pick] = True
+            first_pick = pick if first_pick is None else first_pick
             row = int(rows[pick])
             taken_rows.append(row)
             satisfaction.append((float(utility[pick]) - scale[0]) / scale[1])
@@ -159,6 +177,8 @@ def _visit(policy: Policy, users: Population, u: int, catalogue: Catalogue, mode
             if rng.random() >= users.go_on[u] or len(taken_rows) >= choice.max_depth:
                 done = True
                 break
+        if observe is not None:
+            observe(SlateSeen(u, before[0], before[1], before[2], before[3], tuple(slate), first_pick))
         if done:
             break
         empty = 0 if taken.any() else empty + 1

@@ -22,3 +22,5 @@ def test_bench_long_term_reports_ours_external_and_off_policy(tmp_path):
         assert figures["external"][name]["long_term"] > 0
     assert set(figures["ope"]["obd_estimate"]) == {"ips", "snips", "dr"}
     assert "engagement vs sequence" in result.stdout and "RecSim interest evolution" in result.stdout
+    assert 0 <= figures["ope"]["sim_coverage"] <= 1 and figures["ope"]["sim_half_width"] > 0
+    assert "off-policy check in our simulator" in result.stdout
