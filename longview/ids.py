@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,13 @@ ID_REGEX = rf"^[A-Za-z0-9][A-Za-z0-9_.:\-]{{0,{MAX_ID_LENGTH - 1}}}$"
 ID_PATTERN = re.compile(ID_REGEX)
 # The id /recommend gives each list it serves (the served log's key, echoed by /feedback).
 REQUEST_ID_REGEX = r"^r_[0-9a-f]{32}$"
+
+
+def new_request_id() -> str:
+    """A fresh id for a served list, matching REQUEST_ID_REGEX."""
+    return "r_" + secrets.token_hex(16)
+
+
 # A user id after pseudonymisation (longview/privacy.py): what the served log may hold, never a raw id.
 PSEUDONYM_REGEX = r"^u_[0-9a-f]{24}$"
 

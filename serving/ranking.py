@@ -10,9 +10,9 @@ logged impression can be replayed."""
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import Mapping, Sequence
 
+from longview.ids import new_request_id
 from serving.champion import Served
 from serving.schemas import Recommendation, RecommendedItem
 from training.models.packaged import Slot
@@ -35,10 +35,6 @@ def exploration_share(served: Served) -> float:
     return float(weights.get("exploration", 0.0))
 
 
-def new_request_id() -> str:
-    return "r_" + secrets.token_hex(16)
-
-
 def recommend(served: Served, user_ids: Sequence[str], rows: Sequence[Mapping], seeds: Sequence[int], k: int, *,
               now: float, exclude_seen: bool | None = None, why: str = NO_FEATURES,
               degraded: bool = False) -> list[Recommendation]:
@@ -59,7 +55,8 @@ def recommend(served: Served, user_ids: Sequence[str], rows: Sequence[Mapping], 
             lists += [[Slot(item, score, False, 1.0) for item, score in ranked] for ranked in model.rank(*inputs)]
     own = "engagement" if served.policy == "engagement" else "model"
     return [Recommendation(
-        request_id=new_request_id(), user_id=user_id, policy=served.policy, model_name=served.model_name, model_version=served.version,
+        request_id=new_request_id(), user_id=user_id, policy=served.policy, model_name=served.model_name,
+        model_version=served.version,
         feature_service=served.feature_service, data_version=served.data_version, fallback=fallback,
         degraded=degraded,
         items=[RecommendedItem(item_id=s.item, score=round(s.score, 6), propensity=round(s.propensity, 6),

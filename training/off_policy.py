@@ -46,8 +46,13 @@ def estimate(log: BanditLog, action_dist: np.ndarray, bootstrap: int = 1000, fol
              seed: int = 0, alpha: float = 0.05) -> dict[str, Interval]:
     """Each estimator's value of the policy with ``action_dist`` (rounds x items x slots) on ``log``,
     with its (1 - alpha) bootstrap interval."""
-    from obp.ope import DoublyRobust, InverseProbabilityWeighting, OffPolicyEvaluation, RegressionModel
-    from obp.ope import SelfNormalizedInverseProbabilityWeighting
+    from obp.ope import (
+        DoublyRobust,
+        InverseProbabilityWeighting,
+        OffPolicyEvaluation,
+        RegressionModel,
+        SelfNormalizedInverseProbabilityWeighting,
+    )
     from sklearn.linear_model import LogisticRegression
 
     expected = (log.rounds, log.n_actions, log.len_list)

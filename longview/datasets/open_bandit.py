@@ -82,7 +82,7 @@ def load(policy: str, folder: Path | None = None, campaign: str = "all") -> Band
         _check(path, column, values.notna() & np.isfinite(values), "is not a number")
     n_actions = len(items)
     item_ids = pd.to_numeric(items["item_id"], errors="coerce")
-    if item_ids.isna().any() or sorted(item_ids.astype(int)) != list(range(n_actions)) :
+    if item_ids.isna().any() or sorted(item_ids.astype(int)) != list(range(n_actions)):
         raise BanditLogError(f"{path.with_name('item_context.csv')}: item ids must be 0..{n_actions - 1}, each once")
     _check(path, "item_id", numbers["item_id"].between(0, n_actions - 1) & (numbers["item_id"] % 1 == 0),
            f"is not an item of item_context.csv (0..{n_actions - 1})")

@@ -55,8 +55,8 @@ def test_tuning_users_and_seeds_are_not_the_reported_ones(home):
     reported = simulate(settings, served, days=2, seeds=1, users=8, progress=False)
     tuning = simulate(settings, served, days=2, seeds=1, users=8, part="tuning", progress=False)
     assert reported.seeds == [1000] and tuning.seeds == [0]
-    from training.simulation.build import users_of
     from longview.store import load_events
+    from training.simulation.build import users_of
 
     events = load_events(settings)
     assert not set(users_of(events, "reported")) & set(users_of(events, "tuning"))
