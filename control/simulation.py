@@ -198,10 +198,15 @@ def table(result: SimulationResult, against: str = "sequence") -> Iterator[str]:
 
 
 def summary_json(result: SimulationResult) -> str:
+    """The result's means as strict JSON (a measure nothing was seen for, such as the return time
+    of a run where nobody came back, is null)."""
+    def mean(policy: str, name: str) -> float | None:
+        value = result.interval(policy, name)[0]
+        return round(value, 6) if np.isfinite(value) else None
     return json.dumps({"user_model": result.digest, "days": result.days, "users": result.users,
-                       "seeds": result.seeds, "policies": {
-                           policy: {name: round(result.interval(policy, name)[0], 6) for name in runs[0]}
-                           for policy, runs in result.measures.items()}})
+                       "seeds": result.seeds, "policies": {policy: {name: mean(policy, name) for name in runs[0]}
+                                                           for policy, runs in result.measures.items()}},
+                      allow_nan=False)
 
 
 def log_simulation(settings: Settings, result: SimulationResult) -> str:

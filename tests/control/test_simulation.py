@@ -92,3 +92,11 @@ def test_a_missing_version_or_user_model_is_refused_clearly(home, tmp_path):
     tampered = settings.model_copy(update={"simulation": settings.simulation.model_copy(update={"user_model": path})})
     with pytest.raises(ValueError, match="changed after it was frozen"):
         simulate(tampered, policies(settings, ["random"]), days=1, seeds=1, users=2, progress=False)
+
+
+def test_the_summary_is_strict_json_when_nobody_comes_back():
+    from control.simulation import SimulationResult, summary_json
+
+    result = SimulationResult("digest", 2, 1, "reported", [1000], measures={
+        "random": [{"retention_2": 0.0, "return_days": float("nan")}]})
+    assert json.loads(summary_json(result))["policies"]["random"] == {"retention_2": 0.0, "return_days": None}
