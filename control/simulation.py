@@ -30,8 +30,8 @@ class SimulationResult:
     seeds: list[int]
     measures: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # policy -> per seed
     curves: dict[str, list[list[float]]] = field(default_factory=dict)  # policy -> per seed, day 1..D
-    # policy -> KS of the simulated visits (seeds pooled) against the same users' real ones: gaps
-    # within the run's days, and depths against their returning visits
+    # policy -> KS of the simulated visits (seeds pooled) against the same users' real ones: first
+    # returns within the run's days, and depths against their returning visits
     fit: dict[str, dict[str, float]] = field(default_factory=dict)
     requests: int = 0
 

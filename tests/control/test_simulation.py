@@ -100,3 +100,12 @@ def test_the_summary_is_strict_json_when_nobody_comes_back():
     result = SimulationResult("digest", 2, 1, "reported", [1000], measures={
         "random": [{"retention_2": 0.0, "return_days": float("nan")}]})
     assert json.loads(summary_json(result))["policies"]["random"] == {"retention_2": 0.0, "return_days": None}
+
+
+def test_calibrating_on_an_empty_home_is_refused_clearly(tmp_path):
+    from control.simulation import calibrate
+    from longview.settings import get_settings
+
+    with pytest.raises(ValueError, match="no events"):
+        calibrate(get_settings(home=tmp_path / "empty"), tmp_path / "model.json")
+    assert not (tmp_path / "model.json").exists()

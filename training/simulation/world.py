@@ -39,7 +39,6 @@ class Run:
     first_slates: list[list[str]] = field(default_factory=list)  # each user's first slate of day 0
     ideal: list[set[str]] = field(default_factory=list)  # each user's 10 best unseen items on day 0
     requests: int = 0
-    requests_of_visit: int = 0  # slates asked for in the current visit
 
     def retention(self, day: int, window: int = 7) -> float:
         """Share of the users who came back in the ``window`` days up to ``day`` (day 0, everyone's
@@ -113,7 +112,6 @@ def simulate(policy: Policy, population: Population, catalogue: Catalogue, model
                 seen = {index[i] for i in users.histories[u] if i in index}
                 order = [j for j in np.argsort(-base) if j not in seen][:10]
                 run.ideal.append({catalogue.item_ids[j] for j in order})
-            run.requests_of_visit = 0
             taken_rows, satisfaction = _visit(policy, users, u, catalogue, model, index, unit, now, rng, run,
                                               first=day == 0, scale=scale, observe=observe)
             run.visit_days[u].append(day)
@@ -152,9 +150,9 @@ def _visit(policy: Policy, users: Population, u: int, catalogue: Catalogue, mode
         slate = policy.slate(users.histories[u], now, last, model.page_size, int(rng.integers(2**63)))
         run.requests += 1
         rows = np.array([index[s.item] for s in slate if s.item in index], dtype=np.int64)
-        if first and run.requests_of_visit == 0:
+        if first:  # the visit's first slate of day 0: what day-0 NDCG is measured on
             run.first_slates.append([catalogue.item_ids[r] for r in rows])
-        run.requests_of_visit += 1
+            first = False
         run.shown.update(catalogue.item_ids[r] for r in rows)
         if not len(rows):
             break
