@@ -136,6 +136,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(cli_bench.app)  # `longview bench`
 app.add_typer(cli_stack.app)  # serve, airflow, ui, up, status, down
 app.add_typer(cli_simulate.app)  # `longview simulate`
+app.add_typer(cli_simulate.tune_app, name="tune")  # `longview tune engagement`
 
 
 @data_app.command("prepare")

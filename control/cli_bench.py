@@ -28,6 +28,8 @@ def bench(
     seeds: Annotated[int | None, typer.Option(min=1, max=100, help="long-term: seeds (default: the setting)")] = None,
     days: Annotated[int | None, typer.Option(min=1, max=365, help="long-term: simulated days (default: the setting)")] = None,
     episodes: Annotated[int, typer.Option(min=1, max=100_000, help="long-term: RecSim users per seed")] = 50,
+    tune: Annotated[bool, typer.Option(help="long-term: choose the engagement weights first, as `longview tune "
+                                            "engagement` does (validation, tuning users and seeds)")] = True,
     protocol: Annotated[str, typer.Option(help="accuracy: loo (leave-one-out) or temporal")] = "loo",
     dump_topk: Annotated[Path | None, typer.Option(help="accuracy: write each test user's top 10 here")] = None,
     models: Annotated[str | None, typer.Option(help="accuracy: comma-separated models (default: all)")] = None,
@@ -56,7 +58,7 @@ def bench(
     if name == "off-policy":
         options = {"source": source}
     if name == "long-term":
-        options = {"source": source, "users": users, "seeds": seeds, "days": days, "episodes": episodes}
+        options = {"source": source, "users": users, "seeds": seeds, "days": days, "episodes": episodes, "tune": tune}
     if name == "serving":
         options = {"dataset": dataset or "ml-1m-sasrec", "reuse": reuse, "load_seconds": load_seconds,
                    "scale_items": scale_items}

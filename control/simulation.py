@@ -33,6 +33,8 @@ class SimulationResult:
     # policy -> KS of the simulated visits (seeds pooled) against the same users' real ones: first
     # returns within the run's days, and depths against their returning visits
     fit: dict[str, dict[str, float]] = field(default_factory=dict)
+    # policy -> per seed, per user: retained at the last day (the paired comparisons' units)
+    retained: dict[str, list[list[bool]]] = field(default_factory=dict)
     requests: int = 0
 
     def interval(self, policy: str, name: str) -> tuple[float, float, float]:
@@ -44,6 +46,16 @@ class SimulationResult:
         return mean_interval([a[name] - b[name] for a, b in zip(self.measures[policy], self.measures[against],
                                                                    strict=True)])
 
+    def retention_difference(self, policy: str, against: str) -> tuple[float, float, float]:
+        """Retention at the last day, ``policy`` minus ``against``: the mean and its 95% interval
+        over users, each user's difference averaged over the seeds first (the same users and seeds
+        for both: paired where they matter, per user)."""
+        from training.simulation.world import paired_over_users
+
+        d, se = paired_over_users(np.array(self.retained[policy]).ravel(), np.array(self.retained[against]).ravel(),
+                                  len(self.seeds))
+        return d, d - 1.959964 * se, d + 1.959964 * se
+
 
 def mean_interval(values: list[float]) -> tuple[float, float, float]:
     from scipy import stats
@@ -54,12 +66,6 @@ def mean_interval(values: list[float]) -> tuple[float, float, float]:
         return mean, mean, mean
     half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
     return mean, mean - half, mean + half
-
-
-def frozen_path(settings: Settings, dataset: str = "ml-100k") -> Path:
-    from training.simulation.build import FROZEN_DIR
-
-    return settings.simulation.user_model or FROZEN_DIR / f"{dataset}.json"
 
 
 def calibrate(settings: Settings, path: Path) -> dict:
@@ -77,18 +83,12 @@ def calibrate(settings: Settings, path: Path) -> dict:
 def policies(settings: Settings, names: list[str], version: str | None = None) -> list:
     """The named policies: random; popularity and recent popularity fitted on the data home's events
     here; the registered sequence model (``version``, default @champion) as its own ranking and
-    under the engagement policy with the settings' weights; ``v<N>``: registered version N as served."""
+    under the engagement policy with its weights as served (training/served_policy.py); ``v<N>``:
+    registered version N as served."""
     from training.sequences import split_from_store
+    from training.served_policy import as_served, served_weights, version_tags
     from training.simulation.policies import PackagedPolicy, RandomPolicy
-    from training.tracking import CHAMPION, alias_version, load_version, mlflow_client
-
-    def registered_version(number: str):
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return load_version(settings, number)
-        except MlflowException as exc:
-            raise ValueError(f"no registered version {number} of the model to simulate: {exc.message}") from None
+    from training.tracking import CHAMPION, alias_version, mlflow_client
 
     unknown = [n for n in names if n not in POLICIES and not (n.startswith("v") and n[1:].isdigit())]
     if unknown:
@@ -110,15 +110,28 @@ def policies(settings: Settings, names: list[str], version: str | None = None) -
                     if found is None:
                         raise ValueError("no @champion to simulate: train and promote a model, or pass --version")
                     version = str(found.version)
-                registered = registered_version(version)
+                registered = load_registered(settings, version)
                 if registered.model_name != "sequence":
                     raise ValueError(f"version {version} is a {registered.model_name} model, not the sequence model")
             served = registered if name == "sequence" else registered.under_policy(
-                settings.engagement.weights(settings.seed))
+                served_weights(settings, version_tags(settings, version)))
             out.append(PackagedPolicy(name, served))
         else:
-            out.append(PackagedPolicy(name, registered_version(name[1:])))
+            out.append(PackagedPolicy(name, as_served(settings, load_registered(settings, name[1:]),
+                                                      version_tags(settings, name[1:]))))
     return out
+
+
+def load_registered(settings: Settings, number: str):
+    """Registered version ``number`` as its PackagedModel; a version that does not exist is a ValueError."""
+    from mlflow.exceptions import MlflowException
+
+    from training.tracking import load_version
+
+    try:
+        return load_version(settings, number)
+    except MlflowException as exc:
+        raise ValueError(f"no registered version {number} of the model: {exc.message}") from None
 
 
 def fitted_policy(name: str, known, settings: Settings):
@@ -134,21 +147,23 @@ def fitted_policy(name: str, known, settings: Settings):
 
 
 def simulate(settings: Settings, served: list, days: int = 30, seeds: int = 3, users: int = 300,
-             part: str = "reported", progress: bool = True) -> SimulationResult:
+             part: str = "reported", progress: bool = True, user_model=None) -> SimulationResult:
     """Each policy of ``served`` (Policy objects: ``policies`` makes them from names) served to the
-    same ``users`` simulated users for ``days`` days, once per seed."""
-    from longview.store import dataset_clock, load_catalogue, load_events
-    from training.simulation import build
+    same ``users`` simulated users for ``days`` days, once per seed; ``user_model``: another
+    UserModel than the frozen one (a sensitivity run)."""
+    from dataclasses import replace
+
     from training.simulation import calibration as cal
+    from training.simulation.build import World
     from training.simulation.world import simulate as run_world
 
-    calibration = build.load(frozen_path(settings))
-    events, items = load_events(settings), load_catalogue(settings)
-    catalogue = build.catalogue_of(events, items)
-    chosen = build.users_of(events, part, users)
+    world = World.of(settings, part, users)
+    if user_model is not None:
+        world = replace(world, calibration=replace(world.calibration, model=user_model))
+    calibration, events, items, catalogue = world.calibration, world.events, world.items, world.catalogue
+    chosen = world.users
     first = REPORTED_SEED if part == "reported" else TUNING_SEED
     result = SimulationResult(calibration.model.digest(), days, len(chosen), part, list(range(first, first + seeds)))
-    start = dataset_clock(events).timestamp() + 86_400
     # Gaps are compared where both sides see the whole window: a simulated user's first return after
     # day 0, and real returns within ``days`` of a visit with that many days of data after it.
     real_visits = cal.real_visits(events[events["user_id"].isin(set(chosen))], items)
@@ -157,10 +172,10 @@ def simulate(settings: Settings, served: list, days: int = 30, seeds: int = 3, u
     for policy in served:
         gaps, depths = [], []
         for seed in result.seeds:
-            population = build.population_of(events, catalogue, calibration.model, chosen, seed)
-            run = run_world(policy, population, catalogue, calibration.model, days, start, seed)
+            run = run_world(policy, world.population(seed), catalogue, calibration.model, days, world.start, seed)
             result.measures.setdefault(policy.name, []).append(run.measures(len(catalogue.item_ids)))
             result.curves.setdefault(policy.name, []).append(run.curve().tolist())
+            result.retained.setdefault(policy.name, []).append(run.retained(days).tolist())
             result.requests += run.requests
             gaps += [v[1] - v[0] for v in run.visit_days if len(v) > 1]
             depths += [d for ds in run.depths for d in ds]
@@ -191,10 +206,11 @@ def table(result: SimulationResult, against: str = "sequence") -> Iterator[str]:
     if against in result.measures:
         for policy in result.measures:
             if policy != against:
-                d, lo, hi = result.difference(policy, against, last)
+                d, lo, hi = result.retention_difference(policy, against)
                 base = result.interval(against, last)[0]
                 relative = f" ({d / base:+.1%} relative)" if base else ""
-                yield f"{policy} - {against}, {last}: {d:+.4f} [{lo:+.4f}, {hi:+.4f}]{relative}"
+                yield (f"{policy} - {against}, {last}: {d:+.4f} [{lo:+.4f}, {hi:+.4f}]{relative} (95% interval over "
+                       f"the {result.users} users, paired, each averaged over the seeds)")
 
 
 def summary_json(result: SimulationResult) -> str:
@@ -245,3 +261,68 @@ def log_simulation(settings: Settings, result: SimulationResult) -> str:
             (Path(tmp) / "simulation.json").write_text(json.dumps(result.__dict__))
             mlflow.log_artifact(str(Path(tmp) / "simulation.json"))
         return run.info.run_id
+
+
+# The parameters a sensitivity run scales by one half and by three halves (the return rate through
+# its log: log_rate + log(factor)). The two effects are moved to the ends of their 95% intervals
+# instead: their point estimates are near zero, where a relative change says nothing.
+SCALED = ("returns.log_rate", "returns.rate_spread", "returns.shape", "returns.churn", "depth.centre",
+          "depth.spread", "choice.taste_weight", "choice.quality_weight", "choice.position_decay",
+          "choice.outside_utility", "choice.boredom_weight", "choice.exposure_decay")
+FACTORS = (0.5, 1.5)
+
+
+def variants(calibration) -> list[tuple[str, object]]:
+    """(label, UserModel) for every sensitivity variant of a frozen calibration."""
+    from dataclasses import replace
+
+    model, out = calibration.model, []
+    for name in SCALED:
+        for factor in FACTORS:
+            if name == "returns.log_rate":
+                varied = replace(model, returns=replace(model.returns, log_rate=model.returns.log_rate + np.log(factor)))
+                out.append((f"return rate x{factor:g}", varied))
+            elif name == "choice.position_decay":  # a chance: scaled towards 0 or towards 1
+                p = model.choice.position_decay
+                varied = replace(model, choice=replace(model.choice, position_decay=p * factor if factor < 1
+                                                       else 1 - (1 - p) / factor))
+                out.append((f"{name} x{factor:g}", varied))
+            else:
+                out.append((f"{name} x{factor:g}", model.scaled(name, factor)))
+    for name in ("satisfaction", "repetition"):
+        effect = calibration.report.get("effects", {}).get(name)
+        if effect:
+            for end in ("low", "high"):
+                out.append((f"{name} effect at its 95% {end} end ({effect[end]:+.3f})",
+                            replace(model, **{f"{name}_effect": float(effect[end])})))
+    return out
+
+
+def sensitivity(settings: Settings, served: list, days: int, seeds: int, users: int, against: str = "sequence",
+                progress: bool = True) -> Iterator[str]:
+    """Each policy's retention difference from ``against`` under the frozen user model and under
+    every variant; whether each verdict (better, worse, or no difference: the 95% interval over
+    users holds 0) and the order of the policies survive. Ends with one JSON line."""
+    from training.simulation import build
+
+    calibration = build.load(build.frozen_path(settings))
+    last = f"retention_{days}"
+    rows, base = [], None
+    for label, model in [("frozen", calibration.model), *variants(calibration)]:
+        result = simulate(settings, served, days, seeds, users, "reported", progress=False, user_model=model)
+        means = {p: result.interval(p, last)[0] for p in result.measures}
+        diffs = {p: result.retention_difference(p, against) for p in result.measures if p != against}
+        verdicts = {p: "better" if lo > 0 else "worse" if hi < 0 else "no difference" for p, (_, lo, hi) in diffs.items()}
+        order = sorted(means, key=lambda p: -means[p])
+        base = base or (verdicts, order)
+        rows.append({"variant": label, "retention": means, "difference": diffs, "verdicts": verdicts, "order": order,
+                     "verdicts_hold": verdicts == base[0], "order_holds": order == base[1]})
+        cells = ", ".join(f"{p} {d:+.3f} [{lo:+.3f}, {hi:+.3f}] {verdicts[p]}" for p, (d, lo, hi) in diffs.items())
+        yield f"{label}: {last} - {against}: {cells}; order {' > '.join(order)}"
+    held = sum(r["verdicts_hold"] for r in rows[1:])
+    ordered = sum(r["order_holds"] for r in rows[1:])
+    yield (f"the verdicts against {against} hold in {held} of {len(rows) - 1} variants; the whole order of the "
+           f"policies in {ordered} of {len(rows) - 1}")
+    yield json.dumps({"user_model": calibration.model.digest(), "days": days, "users": users, "seeds": seeds,
+                      "verdicts_hold": held, "order_holds": ordered, "variants": len(rows) - 1, "rows": rows})
+

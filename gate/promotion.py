@@ -21,7 +21,13 @@ Rules, in order (a rule that cannot be judged ends the list):
   A tie passes by this rule, and the rules before it decide;
 * ``value_head_not_worse``: its return AUC on the holdout's visits is not below the champion's by
   more than ``LONGVIEW_GATE__VALUE_AUC_TOLERANCE`` (default: the noise measured likewise); a
-  challenger without a value head does not replace a champion with one."""
+  challenger without a value head does not replace a champion with one;
+* ``simulated_retention_not_worse``: served as each is served, to the same simulated users with the
+  same fixed seeds, the challenger's day-14 retention is not below the champion's beyond the seed
+  noise of a tie (gate/retention.py; ``LONGVIEW_GATE__RETENTION_TOLERANCE`` sets a tolerance, and
+  ``LONGVIEW_GATE__SIMULATED_RETENTION=false`` turns the rule off). The accuracy rules judge each
+  model's own ranking; this one judges the lists users get (the engagement policy with the
+  version's weights, where it serves under it)."""
 
 from __future__ import annotations
 
@@ -31,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from gate.holdout import GateHoldout, gate_holdout
+from gate.verdicts import Verdict
+from gate.verdicts import one_line as _one_line
 from longview.settings import REGISTERED_MODEL, Settings
 from training.evaluation import K, NaNScores, Reindexed, evaluate
 from training.tracking import CHALLENGER, CHAMPION, alias_version, load_version, mlflow_client
@@ -45,13 +53,6 @@ def score_packaged(packaged, holdout: GateHoldout):
 
 
 @dataclass
-class Verdict:
-    rule: str
-    passed: bool
-    detail: str
-
-
-@dataclass
 class PromotionResult:
     promoted: bool
     champion: str | None  # the version @champion points to after the decision
@@ -61,11 +62,9 @@ class PromotionResult:
     reason: str
     rules: list[Verdict] = field(default_factory=list)
     action: str = "promote"  # or "rollback"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}"
+    # The challenger's click rate estimated from the champion's served log (gate/served_estimate.py):
+    # a report, not a rule. None: no champion to have served anything.
+    off_policy: dict | None = None
 
 
 REQUEST_HISTORY = 200  # the most recent items a request sends (the service's default history length)
@@ -81,7 +80,10 @@ def judge(settings: Settings, holdout: GateHoldout, challenger: str, champion: s
     """Each rule's verdict on ``challenger`` against ``champion`` (None: no champion yet), in
     order, stopping at the first that cannot be judged further; and the metrics measured."""
     from gate.behaviour import behaviour, latency_ms
+    from gate.retention import retention_verdict
+    from gate.served_estimate import served_report
     from training.evaluation import paired_difference
+    from training.served_policy import version_tags
 
     gate = settings.gate
     verdicts, metrics = [], {}
@@ -123,8 +125,8 @@ def judge(settings: Settings, holdout: GateHoldout, challenger: str, champion: s
         verdicts.append(Verdict("not_worse_than_best_baseline", True, "no baseline was measured on this holdout"))
 
     if champion is None:
-        verdicts += [Verdict("not_worse_than_champion", True, "no champion yet"),
-                     Verdict("value_head_not_worse", True, "no champion yet")]
+        verdicts += [Verdict(rule, True, "no champion yet") for rule in
+                     ("not_worse_than_champion", "value_head_not_worse", "simulated_retention_not_worse")]
         return verdicts, metrics
     try:
         champion_model = load_version(settings, champion)
@@ -146,6 +148,13 @@ def judge(settings: Settings, holdout: GateHoldout, challenger: str, champion: s
                             f"{theirs.ndcg.mean():.4f}, difference {diff:+.4f} [{lo:+.4f}, {hi:+.4f}] "
                             f"{'>=' if passed else '<'} -tolerance {tolerance:.4f} ({source})"))
     verdicts.append(value_verdict(settings, holdout, packaged, champion_model, metrics))
+    challenger_tags = version_tags(settings, challenger)
+    verdicts.append(retention_verdict(settings, packaged, challenger_tags, champion_model,
+                                      version_tags(settings, champion), metrics))
+    try:  # a report, never a reason to refuse
+        metrics["off_policy"] = served_report(settings, packaged, challenger_tags, champion)
+    except Exception as exc:
+        metrics["off_policy"] = {"champion": champion, "error": _one_line(exc)}
     return verdicts, metrics
 
 
@@ -202,7 +211,7 @@ def promote(settings: Settings, trigger: str = "cli") -> PromotionResult:
     after = str(challenger.version) if promoted else before
     result = PromotionResult(promoted, after, str(challenger.version),
                              metrics.get("challenger", {}).get(METRIC), metrics.get("champion", {}).get(METRIC),
-                             reason, verdicts)
+                             reason, verdicts, off_policy=metrics.get("off_policy"))
     entry = audit.record(settings, client, str(challenger.version), {
         "action": "promote", "trigger": trigger, "outcome": "promoted" if promoted else "refused",
         "challenger": str(challenger.version), "champion_before": before, "champion_after": after,

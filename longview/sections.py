@@ -99,9 +99,13 @@ class EngagementSettings(BaseModel):
     exploration: float = Field(default=0.02, ge=0, le=0.5, description="share of slots explored (logged propensities)")
     candidates: int = Field(default=30, ge=1, le=1000, description="most relevant items the policy re-ranks")
     seed: int | None = Field(default=None, description="the exploration's random seed (default: the global seed)")
+    # A version's own weights, chosen by `longview tune engagement` (its `engagement_weights` tag),
+    # take the place of the three weights above where it has them (training/served_policy.py).
+    use_tuned: bool = True
 
     def weights(self, default_seed: int) -> dict:
-        return {**self.model_dump(exclude={"seed"}), "seed": default_seed if self.seed is None else self.seed}
+        return {**self.model_dump(exclude={"seed", "use_tuned"}),
+                "seed": default_seed if self.seed is None else self.seed}
 
 
 class GateSettings(BaseModel):
@@ -126,6 +130,15 @@ class GateSettings(BaseModel):
     # scoring_latency: the 95th percentile of one user's request to the packaged model, in ms.
     latency_budget_ms: float = Field(default=500.0, gt=0)
     latency_requests: int = Field(default=30, ge=5, le=10_000, description="single-user requests timed")
+    # simulated_retention_not_worse (gate/retention.py): the retention of simulated users (the frozen
+    # user model) served by the challenger and by the champion as each is served, the same users
+    # and seeds for both. The tolerance, None: measured, as the half-width of the 95% interval of the
+    # paired difference over those users and seeds (the seed noise of a tie).
+    simulated_retention: bool = Field(default=True, description="judge simulated retention at all")
+    retention_days: int = Field(default=14, ge=1, le=90, description="retention measured at this day")
+    retention_users: int = Field(default=200, ge=10, le=100_000, description="simulated users")
+    retention_seeds: int = Field(default=2, ge=1, le=20, description="simulations per model, fixed seeds")
+    retention_tolerance: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class ServingSettings(BaseModel):

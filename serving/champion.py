@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from longview.features import FEATURE_SERVICE, HISTORY_VIEW, MANIFEST
 from longview.settings import REGISTERED_MODEL, Settings
+from training.served_policy import as_served
 from training.tracking import CHAMPION, load_version
 
 log = logging.getLogger(__name__)
@@ -150,9 +151,7 @@ class ChampionFollower:
 
     def _served(self, client, version) -> Served:
         packaged = self._load(self.settings, str(version.version))
-        # (a version registered before models could be put under the policy serves its own ranking)
-        if self.settings.serving.policy == "engagement" and hasattr(packaged, "under_policy"):
-            packaged = packaged.under_policy(self.settings.engagement.weights(self.settings.seed))
+        packaged = as_served(self.settings, packaged, dict(version.tags))
         if self.settings.serving.quantize:  # int8 linear layers (training/models/quantize.py)
             from training.models.quantize import quantized
 

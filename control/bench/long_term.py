@@ -1,6 +1,8 @@
 """`longview bench long-term`: does the engagement policy bring users back, and at what cost in
-accuracy? On ml-100k: the sequence model trained on the leave-one-out split, NDCG@10 of it and of
-the engagement policy over it on the real test users; both, and the baselines, served to simulated
+accuracy? On ml-100k: the sequence model trained on the leave-one-out split; the engagement
+policy's weights chosen for it as `longview tune engagement` does (validation users, the
+simulator's tuning users and seeds; ``--no-tune``: the settings' weights); NDCG@10 of the model and
+of the policy over it on the real test users; both, and the baselines, served to simulated
 users calibrated on real return gaps (the frozen user model); the same policies in RecSim's
 interest-evolution environment, learned ones trained on its own logs; and off-policy estimates on
 the Open Bandit sample. The last stdout line is one JSON object:
@@ -24,7 +26,7 @@ OPE_EXPLORATION, OPE_SEEDS = 0.2, 5
 
 
 def long_term(settings: Settings, root: Path | None = None, source: Path | None = None, users: int | None = None,
-              seeds: int | None = None, days: int | None = None, episodes: int = 50,
+              seeds: int | None = None, days: int | None = None, episodes: int = 50, tune: bool = True,
               progress: bool = True) -> Iterator[str]:
     from control.bench.accuracy import prepare
     from control.bench.helpers import bench_home, peak_rss_mib
@@ -48,9 +50,21 @@ def long_term(settings: Settings, root: Path | None = None, source: Path | None 
     model = SequenceModel()
     fit = fit_on_split(model, split, home, progress)
     yield f"sequence model trained on ml-100k's leave-one-out split ({fit.epochs} epochs; {'; '.join(fit.notes)})"
+    packaged = PackagedModel().load(model_config(model, split.train.item_ids, home), model.tensors())
+    weights = home.engagement.weights(home.seed)
+    if tune:  # as `longview tune engagement` would: validation users, tuning users and seeds
+        from control.tuning import table as tuning_table
+        from control.tuning import tune_packaged
+
+        tuning = tune_packaged(home, packaged, split, content.vectors, "the benchmark's model", days=days,
+                               seeds=seeds, users=users, progress=progress)
+        yield from tuning_table(tuning)
+        weights = {**weights, **(tuning.chosen.weights if tuning.chosen is not None else {})}
+    yield "engagement weights: " + ", ".join(f"{k} {weights[k]:g}" for k in ("value_weight", "diversity_weight",
+                                                                             "novelty_weight"))
     popularity, cooccurrence = split.known.counts(), item_cooccurrence(split.known)
     baselines = {name: fitted_policy(name, split.known, home) for name in ("popularity", "recent_popularity")}
-    scorers = {"sequence": model, "engagement": EngagementPolicy.around(model, home),
+    scorers = {"sequence": model, "engagement": EngagementPolicy(model, weights, home.exclude_seen),
                **{name: policy.model.model for name, policy in baselines.items()}}
     accuracy = {name: evaluate(scorer, split.test, split.train.n_items, K, home.exclude_seen, popularity,
                                content.genres, cooccurrence).ndcg for name, scorer in scorers.items()}
@@ -59,16 +73,14 @@ def long_term(settings: Settings, root: Path | None = None, source: Path | None 
                                                                            accuracy.items())
            + f"; engagement vs sequence {change:+.1%} [{low:+.1%}, {high:+.1%}] relative (goal: no worse than -3%)")
 
-    packaged = PackagedModel().load(model_config(model, split.train.item_ids, home), model.tensors())
     served = [RandomPolicy(sorted(load_catalogue(home)["item_id"].astype(str))), *baselines.values(),
-              PackagedPolicy("sequence", packaged),
-              PackagedPolicy("engagement", packaged.under_policy(home.engagement.weights(home.seed)))]
+              PackagedPolicy("sequence", packaged), PackagedPolicy("engagement", packaged.under_policy(weights))]
     result = simulate(home, served, days, seeds, users, "reported", progress)
     yield "our simulator (ml-100k users):"
     yield from table(result)
     yield f"retention plot logged to MLflow: run {log_simulation(home, result)}"
 
-    external = external_runs(home, seeds, episodes)
+    external = external_runs(home, seeds, episodes, weights)
     yield (f"RecSim interest evolution ({episodes} users per seed, seeds {result.seeds[0]}..; total watch time "
            f"per user, mean [95% interval over seeds]; no value term there: no clock, no returns):")
     from control.simulation import mean_interval
@@ -80,7 +92,7 @@ def long_term(settings: Settings, root: Path | None = None, source: Path | None 
     base = float(np.mean(external["sequence"]))
     yield f"  engagement - sequence: {d:+.2f} [{lo:+.2f}, {hi:+.2f}] ({d / base:+.1%} relative)"
 
-    checks = simulated_ope(home, packaged, days, users)
+    checks = simulated_ope(home, packaged, days, users, weights)
     yield (f"off-policy check in our simulator: the engagement policy exploring {OPE_EXPLORATION:.0%} of slots logs "
            f"{days} days of the reported users; the accuracy-only model's top-slot click rate estimated from that "
            f"log, against its true rate on the same requests ({len(checks)} seeds):")
@@ -102,6 +114,7 @@ def long_term(settings: Settings, root: Path | None = None, source: Path | None 
     last = f"retention_{days}"
     yield json.dumps({
         "user_model": result.digest, "days": days, "users": result.users, "seeds": result.seeds,
+        "engagement_weights": {k: weights[k] for k in ("value_weight", "diversity_weight", "novelty_weight")},
         "ours": {name: {"retention_30" if days == 30 else last: round(result.interval(name, last)[0], 6),
                         "ndcg_at_10": round(float(accuracy[name].mean()), 6) if name in accuracy else None}
                  for name in result.measures},
@@ -120,29 +133,24 @@ def relative_change(ours: np.ndarray, theirs: np.ndarray, seed: int, samples: in
     return float(ours.mean() / theirs.mean() - 1), float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
 
 
-def simulated_ope(settings: Settings, packaged, days: int, users: int) -> list:
+def simulated_ope(settings: Settings, packaged, days: int, users: int, weights: dict) -> list:
     """One off-policy check (training/simulation/ope_check.py) per seed: the engagement policy over
     ``packaged`` logs while exploring OPE_EXPLORATION of slots; the challenger is ``packaged``'s own
     ranking, the accuracy-only model."""
-    from control.simulation import REPORTED_SEED, frozen_path
-    from longview.store import dataset_clock, load_catalogue, load_events
-    from training.simulation import build, ope_check
+    from control.simulation import REPORTED_SEED
+    from training.simulation import ope_check
+    from training.simulation.build import World
     from training.simulation.policies import PackagedPolicy
 
-    calibration = build.load(frozen_path(settings))
-    events, items = load_events(settings), load_catalogue(settings)
-    catalogue = build.catalogue_of(events, items)
-    chosen = build.users_of(events, "reported", users)
-    champion = PackagedPolicy("engagement", packaged.under_policy(
-        {**settings.engagement.weights(settings.seed), "exploration": OPE_EXPLORATION}))
+    world = World.of(settings, "reported", users)
+    champion = PackagedPolicy("engagement", packaged.under_policy({**weights, "exploration": OPE_EXPLORATION}))
     challenger = PackagedPolicy("sequence", packaged)
-    start = dataset_clock(events).timestamp() + 86_400
-    return [ope_check.check(champion, challenger, build.population_of(events, catalogue, calibration.model, chosen, seed),
-                            catalogue, calibration.model, days, start, seed)
+    return [ope_check.check(champion, challenger, world.population(seed), world.catalogue,
+                            world.calibration.model, days, world.start, seed)
             for seed in range(REPORTED_SEED, REPORTED_SEED + OPE_SEEDS)]
 
 
-def external_runs(settings: Settings, seeds: int, episodes: int) -> dict[str, list[float]]:
+def external_runs(settings: Settings, seeds: int, episodes: int, weights: dict) -> dict[str, list[float]]:
     """Per policy, the mean watch time per RecSim user for each seed (reported seeds 1000..)."""
     from control.simulation import REPORTED_SEED
     from training.simulation import recsim_env as rs
@@ -153,7 +161,7 @@ def external_runs(settings: Settings, seeds: int, episodes: int) -> dict[str, li
         update={"content": False, "context": False, "profile": False, "time_signals": False})})
     relevance = rs.ScoredCandidates("sequence", rs.sequence_scores(logs, plain))
     policies = [rs.RandomCandidates(), rs.ScoredCandidates("popularity", rs.popularity_scores(logs)), relevance,
-                rs.EngagementCandidates(relevance, rs.self_information(logs), settings.engagement.weights(settings.seed))]
+                rs.EngagementCandidates(relevance, rs.self_information(logs), weights)]
     out: dict[str, list[float]] = {}
     for policy in policies:
         for seed in range(REPORTED_SEED, REPORTED_SEED + seeds):

@@ -46,6 +46,27 @@ def test_simulate_serves_every_policy_and_logs_the_retention_plot(home):
     assert [a.path for a in client.list_artifacts(run_id, "plots")] == ["plots/retention.png"]
 
 
+def test_sensitivity_reruns_every_variant_of_the_user_model_and_says_whether_the_verdicts_hold(home):
+    from control.simulation import SCALED, variants
+    from training.simulation import build
+
+    result = longview("simulate", "--policies", "random,sequence", "--sensitivity", "--users", "6", "--seeds", "2",
+                      "--days", "3", env=env(home))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = last_json(result.stdout)
+    frozen = build.load(FROZEN_DIR / "ml-100k.json")
+    labels = [label for label, _ in variants(frozen)]
+    assert summary["variants"] == len(labels) == 2 * len(SCALED) + 4
+    assert [row["variant"] for row in summary["rows"]] == ["frozen", *labels]
+    assert all(set(row["verdicts"]) == {"random"} for row in summary["rows"])
+    assert 0 <= summary["verdicts_hold"] <= summary["variants"]
+    assert "satisfaction effect at its 95% high end" in result.stdout and "hold in" in result.stdout
+    # every variant is a different user model, each within its parameter's meaning
+    digests = {model.digest() for _, model in variants(frozen)}
+    assert len(digests) == len(labels) and frozen.model.digest() not in digests
+    assert all(0 < m.choice.position_decay < 1 and m.returns.churn >= 0 for _, m in variants(frozen))
+
+
 def test_tuning_users_and_seeds_are_not_the_reported_ones(home):
     from control.simulation import policies, simulate
     from tests.conftest import settings_of

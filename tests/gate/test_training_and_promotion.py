@@ -98,7 +98,7 @@ def test_worse_challenger_does_not_move_the_champion(trained):
     assert [(v.rule, v.passed) for v in gate.rules][:6] == [
         ("artifact_loads", True), ("scores_finite", True), ("behavioural_tests", True), ("scoring_latency", True),
         ("not_worse_than_best_baseline", False), ("not_worse_than_champion", False)]
-    assert [v.rule for v in gate.rules[6:]] == ["value_head_not_worse"]
+    assert [v.rule for v in gate.rules[6:]] == ["value_head_not_worse", "simulated_retention_not_worse"]
     assert "vs popularity" in gate.rules[4].detail and "worse beyond noise" in gate.rules[4].detail
     assert "measured: half-width of the 95% paired bootstrap interval" in gate.rules[5].detail
     entry = audit.read(trained)[-1]

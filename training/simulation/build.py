@@ -158,3 +158,36 @@ def population_of(events: pd.DataFrame, catalogue: Catalogue, model: UserModel, 
     return Population.of(users, taste, [histories.get(u, []) for u in users],
                          np.array([last_event.get(u, np.nan) for u in users], dtype=float), model,
                          np.random.default_rng(seed))
+
+
+def frozen_path(settings, dataset: str = "ml-100k") -> Path:
+    """The frozen user model a data home's simulations read (the ``simulation.user_model`` setting,
+    default the committed ml-100k calibration)."""
+    return settings.simulation.user_model or FROZEN_DIR / f"{dataset}.json"
+
+
+@dataclass
+class World:
+    """What every simulation of a data home starts from: the frozen user model, the catalogue as
+    users see it, the chosen users and day 0 (the day after the data's clock)."""
+
+    calibration: Calibration
+    events: pd.DataFrame
+    items: pd.DataFrame
+    catalogue: Catalogue
+    users: list[str]
+    start: float  # Unix seconds of day 0
+
+    @classmethod
+    def of(cls, settings, part: str, users: int | None) -> "World":
+        from longview.store import dataset_clock, load_catalogue, load_events
+
+        calibration = load(frozen_path(settings))
+        events, items = load_events(settings), load_catalogue(settings)
+        if events.empty:
+            raise ValueError(f"no events in {settings.home} to simulate users from")
+        return cls(calibration, events, items, catalogue_of(events, items), users_of(events, part, users),
+                   dataset_clock(events).timestamp() + 86_400)
+
+    def population(self, seed: int) -> Population:
+        return population_of(self.events, self.catalogue, self.calibration.model, self.users, seed)

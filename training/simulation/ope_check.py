@@ -17,9 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.off_policy import Interval
-
-PRIOR_SHOWS = 5.0
+from training.off_policy import Interval, top_slot_estimates
 from training.simulation.policies import Policy
 from training.simulation.users import Population, UserModel, take_chance, utilities
 from training.simulation.world import Catalogue, SlateSeen, simulate
@@ -46,8 +44,6 @@ class Check:
 def check(champion: Policy, challenger: Policy, population: Population, catalogue: Catalogue, model: UserModel,
           days: int, start_time: float, seed: int, bootstrap: int = 1000) -> Check:
     """Log ``champion`` for ``days``, estimate ``challenger``'s top-slot click rate from the log."""
-    from obp.ope import DoublyRobust, InverseProbabilityWeighting, SelfNormalizedInverseProbabilityWeighting
-
     seen: list[SlateSeen] = []
     simulate(champion, population, catalogue, model, days, start_time, seed, observe=seen.append)
     if not seen:
@@ -65,24 +61,7 @@ def check(champion: Policy, challenger: Policy, population: Population, catalogu
         utility = utilities(model.choice, population.taste[request.user], unit[top:top + 1],
                             catalogue.quality[top:top + 1], request.exposure)
         truth.append(take_chance(model.choice, float(utility[0])))
-    n, items = len(seen), len(catalogue.item_ids)
-    action_dist = np.zeros((n, items, 1))
-    action_dist[np.arange(n), chosen, 0] = 1.0  # the challenger ranks deterministically
-    arrays = {"reward": np.array(reward), "action": np.array(logged), "pscore": np.array(pscore),
-              "action_dist": action_dist}
-    # DR's reward model, from the log alone: each item's top-slot click rate, shrunk towards the
-    # overall rate as if it had PRIOR_SHOWS more showings at it
-    shows = np.bincount(arrays["action"], minlength=items).astype(float)
-    clicks = np.bincount(arrays["action"], weights=arrays["reward"], minlength=items)
-    overall = float(arrays["reward"].mean())
-    rates = (clicks + PRIOR_SHOWS * overall) / (shows + PRIOR_SHOWS)
-    estimated = np.broadcast_to(rates[None, :, None], (n, items, 1))
-    intervals = {}
-    for name, estimator, extra in (("ips", InverseProbabilityWeighting(), {}),
-                                   ("snips", SelfNormalizedInverseProbabilityWeighting(), {}),
-                                   ("dr", DoublyRobust(), {"estimated_rewards_by_reg_model": estimated})):
-        value = float(estimator.estimate_policy_value(**arrays, **extra))
-        found = estimator.estimate_interval(**arrays, **extra, n_bootstrap_samples=bootstrap, random_state=seed)
-        intervals[name] = Interval(value, float(found["95.0% CI (lower)"]), float(found["95.0% CI (upper)"]))
-    return Check(float(np.mean(truth)), intervals["ips"], intervals["snips"], intervals["dr"], n,
+    found = top_slot_estimates(np.array(logged), np.array(chosen), np.array(pscore), np.array(reward),
+                               len(catalogue.item_ids), seed, bootstrap)
+    return Check(float(np.mean(truth)), found["ips"], found["snips"], found["dr"], len(seen),
                  int(np.sum(np.array(logged) == np.array(chosen))))

@@ -40,10 +40,14 @@ class Run:
     ideal: list[set[str]] = field(default_factory=list)  # each user's 10 best unseen items on day 0
     requests: int = 0
 
-    def retention(self, day: int, window: int = 7) -> float:
-        """Share of the users who came back in the ``window`` days up to ``day`` (day 0, everyone's
+    def retained(self, day: int, window: int = 7) -> np.ndarray:
+        """Per user, whether they came back in the ``window`` days up to ``day`` (day 0, everyone's
         first visit, never counts)."""
-        return float(np.mean([any(max(day - window, 0) < d <= day for d in v) for v in self.visit_days]))
+        return np.array([any(max(day - window, 0) < d <= day for d in v) for v in self.visit_days], dtype=bool)
+
+    def retention(self, day: int, window: int = 7) -> float:
+        """Share of the users retained at ``day`` (``retained``)."""
+        return float(self.retained(day, window).mean())
 
     def curve(self) -> np.ndarray:
         return np.array([self.retention(day) for day in range(1, self.days + 1)])
@@ -181,3 +185,12 @@ def _visit(policy: Policy, users: Population, u: int, catalogue: Catalogue, mode
             break
         empty = 0 if taken.any() else empty + 1
     return taken_rows, satisfaction
+
+
+def paired_over_users(ours: np.ndarray, theirs: np.ndarray, seeds: int) -> tuple[float, float]:
+    """The mean difference of two policies' per-(seed, user) outcomes (seed-major, the same users in
+    each seed) and its standard error over users: each user's difference is averaged over the seeds
+    first, since one user's runs share their taste and history."""
+    per_user = (ours.astype(float) - theirs.astype(float)).reshape(seeds, -1).mean(axis=0)
+    se = float(per_user.std(ddof=1) / np.sqrt(len(per_user))) if len(per_user) > 1 else 0.0
+    return float(per_user.mean()), se

@@ -12,7 +12,9 @@ from tests.conftest import last_json, longview, real_data
 def test_bench_long_term_reports_ours_external_and_off_policy(tmp_path):
     env = {"LONGVIEW_HOME": str(tmp_path / "home"), "LONGVIEW_DATA_DIR": str(real_data("ml-100k").parent),
            "LONGVIEW_SEQUENCE__EPOCHS": "1", "LONGVIEW_SEQUENCE__ENSEMBLE": "1"}
-    result = longview("bench", "long-term", "--users", "10", "--seeds", "2", "--days", "4", "--episodes", "3", env=env)
+    # (the weights' tuning, the bench's first step, is tested with `longview tune engagement`)
+    result = longview("bench", "long-term", "--users", "10", "--seeds", "2", "--days", "4", "--episodes", "3",
+                      "--no-tune", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = last_json(result.stdout)
     policies = {"random", "popularity", "recent_popularity", "sequence", "engagement"}
@@ -24,3 +26,8 @@ def test_bench_long_term_reports_ours_external_and_off_policy(tmp_path):
     assert "engagement vs sequence" in result.stdout and "RecSim interest evolution" in result.stdout
     assert 0 <= figures["ope"]["sim_coverage"] <= 1 and figures["ope"]["sim_half_width"] > 0
     assert "off-policy check in our simulator" in result.stdout
+    from longview.settings import get_settings
+
+    defaults = get_settings().engagement
+    assert figures["engagement_weights"] == {"value_weight": defaults.value_weight, "novelty_weight":
+                                             defaults.novelty_weight, "diversity_weight": defaults.diversity_weight}
