@@ -58,6 +58,9 @@ class Tuning:
     model_retention: list[float]  # the model's own ranking served to the tuning users, per seed
     trials: list[Trial]
     chosen: Trial | None
+    # the chosen weights' retention minus the model's own ranking's, on the same tuning users and
+    # seeds: mean and 95% interval over users (each averaged over the seeds); None: nothing chosen
+    chosen_difference: tuple[float, float, float] | None = None
 
     def summary(self) -> dict:
         chosen = self.chosen
@@ -67,6 +70,7 @@ class Tuning:
                 f"retention_{self.days}": None if chosen is None else round(chosen.mean_retention, 6),
                 f"model_retention_{self.days}": round(float(np.mean(self.model_retention)), 6),
                 "ndcg_at_10": None if chosen is None else round(chosen.ndcg, 6),
+                "difference": None if self.chosen_difference is None else [round(v, 6) for v in self.chosen_difference],
                 "model_ndcg_at_10": round(self.model_ndcg, 6)}
 
 
@@ -132,8 +136,9 @@ def tune_packaged(settings: Settings, packaged, split, content, name: str, grid:
         trials[int(policy.name.split()[1])].retention = [m[last] for m in result.measures[policy.name]]
     feasible = [t for t in trials if t.feasible]
     chosen = max(feasible, key=lambda t: (round(t.mean_retention, 12), t.ndcg)) if feasible else None
+    difference = None if chosen is None else result.retention_difference(f"trial {trials.index(chosen)}", "model")
     return Tuning(name, split.protocol, len(holdout.users), result.digest, days, result.users, result.seeds,
-                  max_ndcg_loss, model_ndcg, [m[last] for m in result.measures["model"]], trials, chosen)
+                  max_ndcg_loss, model_ndcg, [m[last] for m in result.measures["model"]], trials, chosen, difference)
 
 
 def _default_version(settings: Settings) -> str:
@@ -165,6 +170,11 @@ def table(tuning: Tuning) -> list[str]:
         lines.append(f"{mark} {_describe(trial.weights)}: NDCG@10 {trial.ndcg:.4f} ({trial.ndcg_change:+.1%}), {retention}")
     if tuning.chosen is None:
         lines.append(f"no weights keep NDCG@10 within {tuning.max_ndcg_loss:.0%}: nothing chosen")
+    else:
+        d, lo, hi = tuning.chosen_difference
+        lines.append(f"chosen (*): {last} {d:+.3f} [{lo:+.3f}, {hi:+.3f}] against the model's own ranking on the same "
+                     f"tuning users (95% over users); the best of {sum(t.feasible for t in tuning.trials)} is "
+                     f"favoured by chance too: `longview simulate` judges it on the reported users and seeds")
     return lines
 
 

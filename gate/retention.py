@@ -94,7 +94,7 @@ def retention_verdict(settings: Settings, challenger, challenger_tags: dict, cha
                                     f"(LONGVIEW_GATE__SIMULATED_RETENTION=false turns the rule off)")
     metrics["retention"] = asdict(measured)
     m = measured
-    source = ("measured: half-width of the 95% interval over the paired users and seeds"
+    source = ("measured: half-width of the 95% interval over users, each averaged over the seeds"
               if settings.gate.retention_tolerance is None else f"set; the measured noise is {m.measured_noise:.4f}")
     return Verdict(rule, m.passed,
                    f"day-{m.days} retention of {m.users} simulated users x {len(m.seeds)} seeds, each model as "
