@@ -50,11 +50,11 @@ class SimulationResult:
         """Retention at the last day, ``policy`` minus ``against``: the mean and its 95% interval
         over users, each user's difference averaged over the seeds first (the same users and seeds
         for both: paired where they matter, per user)."""
-        from training.simulation.world import paired_over_users
+        from training.simulation.world import Z_95, paired_over_users
 
         d, se = paired_over_users(np.array(self.retained[policy]).ravel(), np.array(self.retained[against]).ravel(),
                                   len(self.seeds))
-        return d, d - 1.959964 * se, d + 1.959964 * se
+        return d, d - Z_95 * se, d + Z_95 * se
 
 
 def mean_interval(values: list[float]) -> tuple[float, float, float]:

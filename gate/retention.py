@@ -20,7 +20,7 @@ import numpy as np
 from longview.settings import Settings
 
 GATE_SEED = 2000  # the rule's own seeds: neither tuning's (0..) nor the reports' (1000..)
-Z_95, Z_POWER_80 = 1.959964, 0.841621
+Z_POWER_80 = 0.841621  # with Z_95, the drop refused four times in five
 
 
 @dataclass
@@ -63,7 +63,7 @@ def paired_units(challenger, champion, settings: Settings) -> tuple[np.ndarray, 
 
 def check(settings: Settings, challenger, champion) -> RetentionCheck:
     """The rule's measurement for two policies (training/simulation/policies.py)."""
-    from training.simulation.world import paired_over_users
+    from training.simulation.world import Z_95, paired_over_users
 
     started = time.perf_counter()
     ours, theirs, seeds = paired_units(challenger, champion, settings)

@@ -96,6 +96,23 @@ def simulate(policy: Policy, population: Population, catalogue: Catalogue, model
     user visits on day 0. Each user draws from their own stream, seeded by (``seed``, user), so two
     policies meet the same users with the same luck wherever their slates agree. ``observe`` sees
     every served slate (a served log)."""
+    import torch
+
+    # The policy scores one request at a time, as a service worker does (serving.torch_threads, 1):
+    # a second thread only hands small matrices back and forth, and with another process on the
+    # machine the two spin against each other (a sensitivity run went from ~4 minutes a variant
+    # to ~20 s with one thread).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(policy, population, catalogue, model, days, start_time, seed, progress, observe)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(policy: Policy, population: Population, catalogue: Catalogue, model: UserModel, days: int,
+         start_time: float, seed: int, progress: Callable[[int], None] | None,
+         observe: Callable[[SlateSeen], None] | None) -> Run:
     users = copy.deepcopy(population)  # the population's state is the run's own
     n = len(users.user_ids)
     index = {item: i for i, item in enumerate(catalogue.item_ids)}
@@ -185,6 +202,9 @@ def _visit(policy: Policy, users: Population, u: int, catalogue: Catalogue, mode
             break
         empty = 0 if taken.any() else empty + 1
     return taken_rows, satisfaction
+
+
+Z_95 = 1.959964  # the normal quantile of a two-sided 95% interval
 
 
 def paired_over_users(ours: np.ndarray, theirs: np.ndarray, seeds: int) -> tuple[float, float]:
