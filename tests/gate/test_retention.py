@@ -21,7 +21,7 @@ from gate.promotion import promote
 from gate.retention import check
 from longview.settings import REGISTERED_MODEL
 from tests.conftest import settings_of
-from training.models.packaged import Slot
+from tests.training.test_simulation import Fixed
 from training.models.popularity import Popularity
 from training.served_policy import as_served
 from training.simulation import build
@@ -58,18 +58,6 @@ def worst_rated(settings, n: int | None = 10) -> list[str]:
     return stats[stats["count"] >= 2].sort_values("mean", kind="stable").index[:n].tolist()
 
 
-class WorstRated:
-    """The same slate for everyone, every day: the worst-rated items."""
-
-    name = "worst rated"
-
-    def __init__(self, items: list[str]) -> None:
-        self.items = items
-
-    def slate(self, history, now, last, k, seed):
-        return [Slot(item, 0.0, False, 1.0) for item in self.items[:k]]
-
-
 def champion_policy(settings):
     version = str(alias_version(mlflow_client(settings), CHAMPION).version)
     return PackagedPolicy("champion", as_served(settings, load_version(settings, version), {}))
@@ -81,7 +69,7 @@ def test_a_tie_passes_and_a_policy_that_loses_users_is_refused_beyond_the_detect
     tie = check(settings, champion, champion)
     assert tie.passed and tie.difference == 0 and tie.users > 20 and tie.seeds == [2000, 2001, 2002]
 
-    loser = WorstRated(worst_rated(settings))
+    loser = Fixed(worst_rated(settings))  # the same worst-rated slate for everyone, every day
     refused = check(settings, loser, champion)
     assert not refused.passed and refused.difference < -refused.tolerance
     assert -refused.difference > refused.detectable > refused.tolerance > 0, refused
